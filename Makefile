@@ -1,0 +1,35 @@
+# The README's commands. Everything runs from a virtualenv in .venv, created on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export BENTOML_DO_NOT_TRACK := true
+
+.PHONY: serve model test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+## serve: install, train when the model store has no drybean_svc, then serve on http://localhost:3000
+serve: model
+	$(BIN)/bentoml serve
+
+## model: train drybean_svc unless the model store already has one
+model: $(VENV)/.installed
+	@$(BIN)/bentoml models get drybean_svc:latest >/dev/null 2>&1 || $(BIN)/python train.py
+
+## test: install and run the test suite
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+## lint: style and types
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache .mypy_cache

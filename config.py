@@ -1,0 +1,85 @@
+"""Configuration from the environment, read once, in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+UCI_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/602/dry+bean+dataset.zip"
+
+
+def _env(name: str) -> AliasChoices:
+    """Read a field from an exact, unprefixed variable name (the tutorial's names)."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every setting of the project; unprefixed names are the tutorial's, the rest start with DRYBEANS_."""
+
+    model_config = SettingsConfigDict(env_prefix="DRYBEANS_", extra="ignore", frozen=True)
+
+    # Dataset
+    data_path: Path | None = Field(None, validation_alias=_env("DRYBEAN_DATA"),
+                                   description="A dataset file (CSV, ARFF or the UCI zip) to use as is.")
+    data_url: str = Field(UCI_ARCHIVE_URL, validation_alias=_env("DRYBEAN_DATA_URL"),
+                          description="Where to download the UCI archive from when no file is present.")
+
+    # Database: DATABASE_URL, else the tutorial's MYSQL_* variables, else an embedded SQLite file.
+    database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"),
+                                           description="Any SQLAlchemy URL; wins over MYSQL_*.")
+    mysql_host: str | None = Field(None, validation_alias=_env("MYSQL_HOST"))
+    mysql_port: int = Field(3306, validation_alias=_env("MYSQL_PORT"))
+    mysql_user: str | None = Field(None, validation_alias=_env("MYSQL_USER"))
+    mysql_password: SecretStr = Field(SecretStr(""), validation_alias=_env("MYSQL_PASSWORD"))
+    mysql_db: str | None = Field(None, validation_alias=_env("MYSQL_DB"))
+    sqlite_path: Path = Field(Path("drybeans.sqlite3"),
+                              description="The embedded database used when no MySQL is configured.")
+    pool_size: int = Field(4, ge=1, description="Connections kept open per worker process.")
+    pool_recycle_seconds: int = Field(1800, ge=1, description="Reconnect after this long (below wait_timeout).")
+
+    # Schema
+    migrate_on_startup: bool = Field(True, description="Bring the schema to head when a worker starts; "
+                                     "production turns this off and runs `python -m db.migrate` instead.")
+    app_db_user: str | None = Field(None, description="Given to `python -m db.migrate`: the service's "
+                                    "database user, granted SELECT and INSERT on the predictions table.")
+
+    # Serving
+    max_beans_per_request: int = Field(10_000, ge=1, description="Larger requests are refused with 413.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413.")
+    spool_dir: Path = Field(Path("spool"), description="Where predictions wait while the database is down.")
+
+    @model_validator(mode="after")
+    def _mysql_settings_complete(self) -> Settings:
+        if self.database_url is None and self.mysql_host:
+            missing = [name for name, value in (("MYSQL_USER", self.mysql_user), ("MYSQL_DB", self.mysql_db))
+                       if not value]
+            if missing:
+                raise ValueError(f"MYSQL_HOST is set, so {' and '.join(missing)} must be set too")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        """The database to record predictions in."""
+        if self.database_url is not None:
+            return make_url(self.database_url.get_secret_value())
+        if self.mysql_host:
+            return URL.create(
+                "mysql+pymysql",
+                username=self.mysql_user,
+                password=self.mysql_password.get_secret_value() or None,
+                host=self.mysql_host,
+                port=self.mysql_port,
+                database=self.mysql_db,
+                query={"charset": "utf8mb4"},
+            )
+        return URL.create("sqlite+pysqlite", database=str(self.sqlite_path))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings, read from the environment once per process (tests clear the cache)."""
+    return Settings()

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real dataset, an isolated BentoML home and a model trained once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DRYBEANS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Tests never write into the user's ~/bentoml: every process started from here inherits this home.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="drybeans-bentoml-")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+@pytest.fixture(scope="session")
+def shared_csv() -> Path:
+    """The tutorial's CSV from ../shared/data."""
+    path = SHARED_DATA / "Dry_Bean_Dataset.csv"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the tests need ../shared/data beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_arff(shared_csv: Path) -> Path:
+    """The UCI archive's ARFF from ../shared/data."""
+    return shared_csv.with_suffix(".arff")
+
+
+@pytest.fixture(scope="session")
+def trained_model(shared_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """Run `python train.py` once, as a user would, into the session's BentoML home."""
+    output = tmp_path_factory.mktemp("train-output")
+    env = {**os.environ, "DRYBEAN_DATA": str(shared_csv)}
+    result = subprocess.run([sys.executable, "train.py", "--output", str(output)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    result.args = output  # type: ignore[assignment]  # where the reports went
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained_model_home(trained_model: subprocess.CompletedProcess[str]) -> Path:
+    """A BentoML home holding `drybean_svc:latest`."""
+    return Path(os.environ["BENTOML_HOME"])

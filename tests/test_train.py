@@ -1,0 +1,73 @@
+"""Training on the real data into an isolated model store: accuracy, reports, metadata and the quality gate."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+
+import train
+from data import CLASSES, FEATURES
+
+
+def test_train_prints_timed_steps_and_a_summary(trained_model: subprocess.CompletedProcess[str]) -> None:
+    out = trained_model.stdout
+    for name in ("load", "fit", "evaluate", "save"):
+        assert re.search(rf"^{name}\s+\d+\.\d\d s$", out, re.MULTILINE), out
+    accuracy = float(re.search(r"holdout accuracy (\d\.\d+)", out).group(1))
+    assert accuracy >= 0.933
+    assert re.search(r"^saved drybean_svc:\w+$", out, re.MULTILINE)
+
+
+def test_reports_are_written(trained_model: subprocess.CompletedProcess[str]) -> None:
+    output = Path(trained_model.args)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["holdout_accuracy"] >= 0.933
+    assert 0.9 < metrics["cv_accuracy_mean"] < 1 and 0 < metrics["cv_accuracy_std"] < 0.05
+    assert metrics["cv_folds"] == 5
+    assert set(metrics["per_class"]) == set(CLASSES)
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (7, 7) and matrix.sum() == 4084  # 30% of 13,611
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["holdout_accuracy"])
+    assert (output / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess.CompletedProcess[str]) -> None:
+    model = bentoml.models.get("drybean_svc:latest")
+    meta = model.info.metadata
+    assert meta["features"] == list(FEATURES)
+    assert meta["classes"] == list(CLASSES)
+    assert meta["metrics"]["holdout_accuracy"] >= 0.933
+    assert meta["dataset"]["rows"] == 13_611 and len(meta["dataset"]["sha256"]) == 64
+    assert meta["split"] == {"test_size": 0.3, "random_state": 17}
+    assert meta["params"]["kernel"] == "linear" and meta["sklearn_version"]
+    assert model.info.labels["algorithm"] == "linear-svc"
+    pipeline = bentoml.sklearn.load_model(model)
+    assert pipeline.predict(np.array([train.DERMASON_EXAMPLE]))[0] == "DERMASON"
+
+
+def test_models_get_shows_the_metadata(trained_model: subprocess.CompletedProcess[str]) -> None:
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    shown = subprocess.run([bentoml_cli, "models", "get", "drybean_svc:latest"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "holdout_accuracy" in shown and "sha256" in shown and "ShapeFactor4" in shown
+
+
+def test_gate_refuses_a_model_below_min_accuracy(shared_csv: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    before = {m.tag for m in bentoml.models.list("drybean_svc")}
+    assert train.main(["--data", str(shared_csv), "--output", str(tmp_path), "--min-accuracy", "0.99"]) == 1
+    assert "below --min-accuracy 0.99; nothing saved" in capsys.readouterr().err
+    assert {m.tag for m in bentoml.models.list("drybean_svc")} == before
+
+
+def test_a_bad_dataset_stops_training_with_its_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere.csv"
+    assert train.main(["--data", str(missing), "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: cannot be read (No such file or directory)"

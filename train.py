@@ -1,0 +1,118 @@
+"""Train the Dry Bean classifier and save it to the BentoML model store as `drybean_svc`.
+
+    DRYBEAN_DATA=../shared/data/Dry_Bean_Dataset.csv python train.py [--output outputs] [--min-accuracy 0.92]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import sklearn
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from config import get_settings
+from data import CLASSES, FEATURES, Dataset, DatasetError, load_dataset
+from evaluation import Metrics, cross_validate, holdout_metrics, plot_confusion_matrix
+
+MODEL_NAME = "drybean_svc"
+# The tutorial's split, so that accuracies compare with its 0.923.
+TEST_SIZE = 0.3
+RANDOM_STATE = 17
+DERMASON_EXAMPLE = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93,
+                    0.82, 0.99, 0.93, 0.82, 0.01, 0.0, 0.67, 1.0]  # the tutorial's example bean
+
+
+def build_pipeline() -> Pipeline:
+    """A linear SVC on standardised features: same model family as the tutorial, fitted in a fraction of the time."""
+    return Pipeline([("scaler", StandardScaler()), ("svc", SVC(kernel="linear"))])
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Print one progress line with the step's duration."""
+    start = time.perf_counter()
+    yield
+    print(f"{name:<9} {time.perf_counter() - start:6.2f} s", flush=True)
+
+
+def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics) -> bentoml.Model:
+    """Save to the model store with what a server and a person need to trust it without this script."""
+    return bentoml.sklearn.save_model(
+        MODEL_NAME,
+        pipeline,
+        signatures={"predict": {"batchable": False}, "decision_function": {"batchable": False}},
+        labels={"dataset": "uci-dry-bean", "algorithm": "linear-svc", "stage": "candidate"},
+        metadata={
+            "features": list(FEATURES),
+            "classes": list(CLASSES),
+            "metrics": metrics.model_dump(),
+            "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows},
+            "split": {"test_size": TEST_SIZE, "random_state": RANDOM_STATE},
+            "params": {"kernel": "linear", "C": pipeline.named_steps["svc"].C, "scaler": "StandardScaler"},
+            "sklearn_version": sklearn.__version__,
+        },
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="dataset file (CSV, ARFF or UCI zip); default: $DRYBEAN_DATA, "
+                                                  "then a file in data/, then a download")
+    parser.add_argument("--output", type=Path, default=Path("outputs"), help="where metrics.json and the "
+                                                                             "confusion-matrix PNG go")
+    parser.add_argument("--min-accuracy", type=float, default=0.92, help="holdout accuracy below which the "
+                                                                         "model is not saved (exit code 1)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load, fit, evaluate, gate and save; return the process exit code."""
+    args = parse_args(argv)
+    settings = get_settings()
+    try:
+        with step("load"):
+            dataset = load_dataset(args.data or settings.data_path, settings.data_url)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    x = dataset.features.to_numpy()
+    x_train, x_test, y_train, y_test = train_test_split(x, dataset.labels.to_numpy(), test_size=TEST_SIZE,
+                                                        random_state=RANDOM_STATE)
+    pipeline = build_pipeline()
+    with step("fit"):
+        pipeline.fit(x_train, y_train)
+    with step("evaluate"):
+        cv_scores = cross_validate(pipeline, x_train, y_train)
+        metrics = holdout_metrics(y_test, pipeline.predict(x_test), list(CLASSES), cv_scores)
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "metrics.json").write_text(metrics.model_dump_json(indent=2) + "\n")
+        plot_confusion_matrix(metrics, args.output / "confusion_matrix.png")
+    summary = (f"holdout accuracy {metrics.holdout_accuracy:.4f}, macro F1 {metrics.macro_f1:.4f}, "
+               f"{metrics.cv_folds}-fold CV {metrics.cv_accuracy_mean:.4f} ± {metrics.cv_accuracy_std:.4f}")
+    if metrics.holdout_accuracy < args.min_accuracy:
+        print(f"refused: {summary} is below --min-accuracy {args.min_accuracy}; nothing saved", file=sys.stderr)
+        return 1
+    example = pipeline.predict(np.array([DERMASON_EXAMPLE]))[0]
+    if example != "DERMASON":
+        print(f"refused: the tutorial's example bean is classified {example}, not DERMASON; nothing saved",
+              file=sys.stderr)
+        return 1
+    with step("save"):
+        model = save_model(pipeline, dataset, metrics)
+    print(f"{summary}\nreports in {args.output}/\nsaved {model.tag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
