@@ -6,9 +6,14 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.servers import MySQLDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DRYBEANS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -49,3 +54,21 @@ def trained_model(shared_csv: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def trained_model_home(trained_model: subprocess.CompletedProcess[str]) -> Path:
     """A BentoML home holding `drybean_svc:latest`."""
     return Path(os.environ["BENTOML_HOME"])
+
+
+@pytest.fixture(scope="session")
+def mysql_required() -> None:
+    """Skip (locally) or fail (in CI) when no MySQL-compatible server answers."""
+    from tests.servers import MYSQL_ADMIN_URL, mysql_available
+    from tests.support import require
+
+    require(mysql_available(), f"a MySQL-compatible server at {MYSQL_ADMIN_URL.render_as_string()}")
+
+
+@pytest.fixture(scope="module")
+def mysql_db(mysql_required: None) -> Iterator[MySQLDatabase]:
+    """A fresh database on the test server for one test module."""
+    from tests.servers import mysql_database
+
+    with mysql_database() as database:
+        yield database

@@ -1,0 +1,135 @@
+"""Real components for the tests: a fresh MySQL database on the local server, and `bentoml serve` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+
+ROOT = Path(__file__).resolve().parents[1]
+# The MySQL-compatible server the tests use: MariaDB on 127.0.0.1:3306 here (root, empty password).
+MYSQL_ADMIN_URL = make_url(os.environ.get("DRYBEANS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/"))
+BENTOML = Path(sys.executable).with_name("bentoml")
+
+
+def mysql_available() -> bool:
+    """Whether the test MySQL server answers."""
+    try:
+        with create_engine(MYSQL_ADMIN_URL, connect_args={"connect_timeout": 3}).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class MySQLDatabase:
+    """A throwaway database on the test server."""
+
+    url: URL
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The tutorial's variables pointing at this database."""
+        return {"MYSQL_HOST": self.url.host or "", "MYSQL_PORT": str(self.url.port or 3306),
+                "MYSQL_USER": self.url.username or "", "MYSQL_PASSWORD": self.url.password or "",
+                "MYSQL_DB": self.url.database or ""}
+
+    def engine(self) -> Engine:
+        """An engine on this database."""
+        return create_engine(self.url)
+
+
+@contextmanager
+def mysql_database() -> Iterator[MySQLDatabase]:
+    """Create a uniquely named database, drop it afterwards."""
+    name = f"drybeans_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(MYSQL_ADMIN_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    try:
+        yield MySQLDatabase(MYSQL_ADMIN_URL.set(database=name, query={"charset": "utf8mb4"}))
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `bentoml serve` of this project."""
+
+    url: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An HTTP client for this server."""
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def bentoml_serve(env: dict[str, str], log_dir: Path, *, ready_timeout: float = 90,
+                  expect_ready: bool = True) -> Iterator[Server]:
+    """Start `bentoml serve` from the project root on a free port; stop it with SIGTERM afterwards."""
+    port = free_port()
+    log = log_dir / f"bentoml-serve-{port}.log"
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env}
+    with log.open("w") as out:
+        process = subprocess.Popen([str(BENTOML), "serve", "--port", str(port), "--host", "127.0.0.1"],
+                                   cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        _wait_until_up(server, ready_timeout, "/readyz" if expect_ready else "/livez")
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_until_up(server: Server, timeout: float, probe: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {server.process.returncode}:\n{server.output()[-3000:]}")
+        try:
+            if httpx.get(server.url + probe, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{server.url}{probe} not 200 within {timeout} s:\n{server.output()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

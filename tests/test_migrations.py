@@ -1,0 +1,63 @@
+"""`python -m db.migrate` against real databases: creation, tutorial-era upgrade, idempotence, concurrency."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from db.migrate import head_revision
+from tests.servers import ROOT, MySQLDatabase
+from tests.test_service_storage import TUTORIAL_TABLE
+
+
+def _migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "db.migrate"], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_creates_the_schema_in_a_new_sqlite_file_and_is_idempotent(tmp_path: Path) -> None:
+    env = {"MYSQL_HOST": "", "DATABASE_URL": "", "DRYBEANS_SQLITE_PATH": str(tmp_path / "new.sqlite3")}
+    first = _migrate(env)
+    assert first.returncode == 0, first.stderr
+    assert f"schema at {head_revision()} (was unversioned)" in first.stdout
+    second = _migrate(env)
+    assert f"schema at {head_revision()} (was {head_revision()})" in second.stdout
+    with sqlite3.connect(tmp_path / "new.sqlite3") as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(drybeans)")]
+    assert columns[:3] == ["id", "name", "created_at"] and "shape_factor_4" in columns
+
+
+def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) -> None:
+    with mysql_db.engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        connection.execute(text(TUTORIAL_TABLE))
+        connection.execute(text("INSERT INTO drybeans (name) VALUES ('HOROZ'), ('CALI')"))
+    result = _migrate(mysql_db.env)
+    assert result.returncode == 0, result.stderr
+    assert "(was unversioned)" in result.stdout
+    assert "password" not in result.stdout.lower()
+    engine = mysql_db.engine()
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, name FROM drybeans ORDER BY id")).all()
+    assert rows == [(1, "HOROZ"), (2, "CALI")]
+    names = {c["name"] for c in inspect(engine).get_columns("drybeans")}
+    assert {"request_id", "bean_index", "model_tag", "area", "shape_factor_4"} <= names
+    assert {u["name"] for u in inspect(engine).get_unique_constraints("drybeans")} == {"uq_drybeans_request_bean"}
+
+
+def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQLDatabase) -> None:
+    with mysql_db.engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    env = {**os.environ, **mysql_db.env}
+    runs = [subprocess.Popen([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outcomes
+    assert sum("(was unversioned)" in out for out, _ in outcomes) == 1

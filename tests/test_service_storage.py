@@ -1,0 +1,73 @@
+"""Where predictions go: the embedded SQLite default, a database that is down, a tutorial-era MySQL table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+import errors
+from schemas import EXAMPLE_ROW
+from tests.servers import MySQLDatabase, bentoml_serve, free_port
+
+NO_MYSQL = {"MYSQL_HOST": "", "DATABASE_URL": ""}
+# The tutorial's own DDL and a few of its rows.
+TUTORIAL_TABLE = """CREATE TABLE IF NOT EXISTS drybeans (
+    id INT AUTO_INCREMENT PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"""
+
+
+def test_with_no_database_configured_predictions_go_to_an_embedded_sqlite_file(trained_model_home: Path,
+                                                                               tmp_path: Path) -> None:
+    database = tmp_path / "beans.sqlite3"
+    with bentoml_serve({**NO_MYSQL, "DRYBEANS_SQLITE_PATH": str(database)}, tmp_path) as server:
+        response = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW, EXAMPLE_ROW]})
+        assert response.json() == {"predictions": '["DERMASON", "DERMASON"]'}
+        assert httpx.get(f"{server.url}/v1/predictions/counts").json() == {"counts": {"DERMASON": 2}, "total": 2}
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT name, area FROM drybeans").fetchall() == [("DERMASON", 33958.0)] * 2
+
+
+def test_a_database_that_does_not_answer_makes_the_service_unready_not_dead(trained_model_home: Path,
+                                                                            tmp_path: Path) -> None:
+    nowhere = {"MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(free_port()), "MYSQL_USER": "drybeans",
+               "MYSQL_DB": "drybeans", "DRYBEANS_MIGRATE_ON_STARTUP": "false"}
+    with bentoml_serve(nowhere, tmp_path, expect_ready=False) as server:
+        assert httpx.get(f"{server.url}/livez").status_code == 200
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        unstored = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW], "store": False})
+        assert unstored.json() == {"predictions": '["DERMASON"]'}
+        stored = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW]})
+        assert stored.status_code == 503
+        assert stored.json() == {"error": errors.STORE_UNAVAILABLE, "code": "store_unavailable"}
+
+
+@pytest.fixture
+def tutorial_era_db(mysql_db: MySQLDatabase) -> MySQLDatabase:
+    """The module's database holding the tutorial's table with three of its rows."""
+    with mysql_db.engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        connection.execute(text(TUTORIAL_TABLE))
+        connection.execute(text("INSERT INTO drybeans (name) VALUES ('SIRA'), ('SEKER'), ('DERMASON')"))
+    return mysql_db
+
+
+def test_a_tutorial_era_table_is_upgraded_in_place_keeping_its_rows(trained_model_home: Path,
+                                                                    tutorial_era_db: MySQLDatabase,
+                                                                    tmp_path: Path) -> None:
+    with bentoml_serve(tutorial_era_db.env, tmp_path) as server:
+        httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW]}).raise_for_status()
+        page = httpx.get(f"{server.url}/v1/predictions", params={"limit": 10}).json()
+    assert [(item["id"], item["name"]) for item in page["items"]] == [
+        (4, "DERMASON"), (3, "DERMASON"), (2, "SEKER"), (1, "SIRA")]
+    assert page["items"][-1]["features"] is None and page["items"][0]["features"]["Area"] == 33958.0
+    with tutorial_era_db.engine().connect() as connection:
+        # The tutorial's own query still works.
+        assert connection.execute(text("SELECT id, name FROM drybeans ORDER BY id")).all()[:3] == [
+            (1, "SIRA"), (2, "SEKER"), (3, "DERMASON")]
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
