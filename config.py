@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 UCI_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/602/dry+bean+dataset.zip"
 
@@ -20,7 +21,8 @@ def _env(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Every setting of the project; unprefixed names are the tutorial's, the rest start with DRYBEANS_."""
 
-    model_config = SettingsConfigDict(env_prefix="DRYBEANS_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="DRYBEANS_", extra="ignore", frozen=True, env_ignore_empty=True,
+                                      hide_input_in_errors=True)  # inputs may be passwords
 
     # Dataset
     data_path: Path | None = Field(None, validation_alias=_env("DRYBEAN_DATA"),
@@ -50,11 +52,17 @@ class Settings(BaseSettings):
     # Serving
     max_beans_per_request: int = Field(10_000, ge=1, description="Larger requests are refused with 413.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413.")
-    spool_dir: Path = Field(Path("spool"), description="Where predictions wait while the database is down.")
 
     @model_validator(mode="after")
-    def _mysql_settings_complete(self) -> Settings:
-        if self.database_url is None and self.mysql_host:
+    def _database_settings_usable(self) -> Settings:
+        if self.database_url is not None:
+            try:
+                make_url(self.database_url.get_secret_value())
+            except ArgumentError:
+                # Not echoed: the URL may hold a password.
+                raise ValueError("DATABASE_URL is not a SQLAlchemy URL such as "
+                                 "mysql+pymysql://user:password@host:3306/database") from None
+        elif self.mysql_host:
             missing = [name for name, value in (("MYSQL_USER", self.mysql_user), ("MYSQL_DB", self.mysql_db))
                        if not value]
             if missing:

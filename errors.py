@@ -1,0 +1,121 @@
+"""The errors clients can cause or meet, each with its HTTP status, rendered as one JSON object shape."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger("drybeans")
+
+# Messages, shared with the tests.
+DATA_NOT_JSON = "data is not valid JSON ({reason}); send a JSON array of rows of 16 numbers"
+DATA_NOT_A_LIST = "data must be a list of rows, each a list of 16 numbers"
+NO_BEANS = "no beans to classify: send at least one row of 16 numbers"
+ROW_NOT_A_LIST = "row {row} is not a list; each row is a list of 16 numbers"
+WRONG_FEATURE_COUNT = "row {row} has {count} features; each bean needs 16 ({names})"
+NOT_A_NUMBER = "row {row}, feature {feature}: {value} is not a number"
+NOT_FINITE = "row {row}, feature {feature}: {value} is not a finite number"
+TOO_MANY_BEANS = "{count} beans in one request; the limit is {limit}: split it into smaller requests"
+BODY_TOO_LARGE = "the request body is over {limit} bytes; split it into smaller requests"
+STORE_UNAVAILABLE = "the prediction store is unavailable, nothing was recorded; retry, or send store: false"
+UNKNOWN_VARIETY = "unknown variety {name!r}; known: {known}"
+
+
+class ApiError(Exception):
+    """An error the service answers with `status` and a JSON object naming the problem."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ApiError):
+    """The request is malformed or its values are unusable."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class TooLarge(ApiError):
+    """The request holds more beans or bytes than the service takes at once."""
+
+    status = 413
+    code = "too_large"
+
+
+class StoreUnavailable(ApiError):
+    """The database could not record predictions that the client asked to store."""
+
+    status = 503
+    code = "store_unavailable"
+
+
+def error_body(message: str, code: str, detail: Any = None) -> dict[str, Any]:
+    """The one shape of every error answer."""
+    body: dict[str, Any] = {"error": message, "code": code}
+    if detail is not None:
+        body["detail"] = detail
+    return body
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    """Render an ApiError."""
+    return JSONResponse(error_body(error.message, error.code), status_code=error.status)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def answers_errors(api: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
+    """Turn an ApiError raised by an API into its JSON answer; a client's mistake is logged in one line."""
+
+    @functools.wraps(api)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+        try:
+            return await api(*args, **kwargs)
+        except ApiError as error:
+            log = logger.warning if error.status >= 500 else logger.info
+            log("%s answered %d %s: %s", api.__name__, error.status, error.code, error.message)
+            return error_response(error)
+
+    return wrapper
+
+
+class ClientErrorsAreNotServerErrors(logging.Filter):
+    """BentoML logs a client's invalid input with a traceback at ERROR; make it one line at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and _is_client_error(error):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "%s [%s]: client error: %s"
+            where = record.args[:2] if isinstance(record.args, tuple) else ("?", "?")
+            record.args = (*where, _one_line(error))
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _is_client_error(error: BaseException) -> bool:
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return True
+    return isinstance(error, BentoMLException) and int(error.error_code) < 500
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def quiet_client_errors() -> None:
+    """Install the filter on the logger BentoML reports API exceptions to."""
+    logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorsAreNotServerErrors())

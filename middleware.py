@@ -1,0 +1,131 @@
+"""ASGI middleware: a body-size limit, and one JSON object shape for every 4xx answer.
+
+BentoML answers some client errors with a JSON array, Starlette with plain text and FastAPI with its own
+object; clients get `{"error": message, "code": ..., "detail"?: ...}` from all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import errors
+
+CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+         415: "unsupported_media_type", 422: "invalid_input"}
+
+
+class RequestGuard:
+    """Refuse bodies over `max_body_bytes` with 413; reshape 4xx answers into the project's error object."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(send)
+            return
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            body = await self._read_bounded(receive)  # chunked: no length to trust, so count
+            if body is None:
+                await self._too_large(send)
+                return
+            receive = _replay(body)
+        await self.app(scope, receive, _ErrorShaper(send))
+
+    async def _read_bounded(self, receive: Receive) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _too_large(self, send: Send) -> None:
+        message = errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes)
+        await _send_json(send, 413, errors.error_body(message, CODES[413]))
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class _ErrorShaper:
+    """A `send` that holds a 4xx answer until its body is complete, then sends it reshaped."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._start: Message | None = None
+        self._body: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            self._start = message
+            return
+        if self._start is None or message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._body.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            status = self._start["status"]
+            await _send_json(self._send, status, reshape(status, b"".join(self._body)),
+                             keep=[(k, v) for k, v in self._start["headers"]
+                                   if k.lower() not in (b"content-length", b"content-type")])
+
+
+def reshape(status: int, body: bytes) -> dict[str, Any]:
+    """The project's error object for whatever a 4xx body was."""
+    code = CODES.get(status, "client_error")
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        return errors.error_body(body.decode(errors="replace").strip() or f"HTTP {status}", code)
+    if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
+        payload = payload[0]  # BentoML's [{"error": ...}]
+    if not isinstance(payload, dict):
+        return errors.error_body(str(payload), code)
+    detail = payload.get("detail")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "loc" in detail[0]:
+        return errors.error_body(_summarise(detail), code, detail)  # pydantic (BentoML or FastAPI)
+    if "error" in payload and "code" in payload:
+        return payload
+    return errors.error_body(str(payload.get("error") or detail or payload), code)
+
+
+def _summarise(problems: list[dict[str, Any]]) -> str:
+    parts = []
+    for problem in problems[:3]:
+        where = ".".join(str(part) for part in problem.get("loc", ()) if part not in ("body",))
+        parts.append(f"{where}: {problem.get('msg', 'invalid')}" if where else str(problem.get("msg")))
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(parts) + more
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     keep: list[tuple[bytes, bytes]] | None = None) -> None:
+    content = json.dumps(body).encode()
+    headers = [*(keep or []), (b"content-type", b"application/json"),
+               (b"content-length", str(len(content)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})

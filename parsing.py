@@ -1,0 +1,68 @@
+"""Turn request bodies into a feature matrix, or an InvalidInput that names the problem."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+import errors
+from data.schema import FEATURES
+from schemas import Bean
+
+Matrix = npt.NDArray[np.float64]
+
+
+def tutorial_rows(data: str | list[Any], max_beans: int) -> Matrix:
+    """Rows from the tutorial's `data`: a JSON-encoded string (as the tutorial sent it) or a plain array."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+            raise errors.InvalidInput(errors.DATA_NOT_JSON.format(reason=exc or 'nested too deep')) from None
+    if not isinstance(data, list):
+        raise errors.InvalidInput(errors.DATA_NOT_A_LIST)
+    check_count(len(data), max_beans)
+    for number, row in enumerate(data, start=1):
+        if not isinstance(row, list):
+            raise errors.InvalidInput(errors.ROW_NOT_A_LIST.format(row=number))
+        if len(row) != len(FEATURES):
+            raise errors.InvalidInput(errors.WRONG_FEATURE_COUNT.format(row=number, count=len(row),
+                                                                        names=", ".join(FEATURES)))
+        for feature, value in zip(FEATURES, row, strict=True):
+            # bool is an int in Python, and "1.5" would pass np.array: neither is a measurement.
+            if type(value) not in (int, float):
+                raise errors.InvalidInput(errors.NOT_A_NUMBER.format(row=number, feature=feature,
+                                                                     value=json.dumps(value)))
+            if not _is_finite(value):
+                raise errors.InvalidInput(errors.NOT_FINITE.format(row=number, feature=feature, value=value))
+    return np.array(data, dtype=np.float64)
+
+
+def bean_rows(beans: Sequence[Bean], max_beans: int) -> Matrix:
+    """Rows from typed beans (already validated as finite numbers), columns in the model's feature order."""
+    check_count(len(beans), max_beans)
+    return np.array([[getattr(bean, name) for name in FEATURES] for bean in beans], dtype=np.float64)
+
+
+def check_count(count: int, max_beans: int) -> None:
+    """Refuse an empty request or one over the per-request limit."""
+    if count == 0:
+        raise errors.InvalidInput(errors.NO_BEANS)
+    if count > max_beans:
+        raise errors.TooLarge(errors.TOO_MANY_BEANS.format(count=count, limit=max_beans))
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _is_finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False

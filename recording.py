@@ -1,0 +1,57 @@
+"""The post-prediction hook: every classified bean becomes a row in the prediction store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.exc import SQLAlchemyError
+
+import errors
+from db.store import PredictionRecord
+from db.writer import GroupCommitWriter
+from schemas import StoreStatus
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What became of one request's predictions."""
+
+    request_id: str
+    status: StoreStatus
+    ids: list[int | None] = field(default_factory=list)  # in bean order, when committed
+
+
+def new_request_id() -> str:
+    """A unique id for one request's rows."""
+    return uuid.uuid4().hex
+
+
+def prediction_records(request_id: str, model_tag: str, rows: npt.NDArray[np.float64],
+                       labels: Sequence[str] | npt.NDArray[np.str_]) -> list[PredictionRecord]:
+    """One record per bean, stamped with the same UTC time."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return [PredictionRecord(request_id, index, str(label), model_tag, now, tuple(features))
+            for index, (features, label) in enumerate(zip(rows.tolist(), labels, strict=True))]
+
+
+class PredictionRecorder:
+    """Records predictions through the group-commit writer; answers only once they are committed."""
+
+    def __init__(self, writer: GroupCommitWriter, model_tag: str) -> None:
+        self._writer = writer
+        self._model_tag = model_tag
+
+    async def record(self, rows: npt.NDArray[np.float64], labels: Sequence[str] | npt.NDArray[np.str_]) -> Recorded:
+        """Commit one request's predictions; StoreUnavailable when the database cannot take them."""
+        request_id = new_request_id()
+        records = prediction_records(request_id, self._model_tag, rows, labels)
+        try:
+            ids = await self._writer.write(records)
+        except SQLAlchemyError:
+            raise errors.StoreUnavailable(errors.STORE_UNAVAILABLE) from None
+        return Recorded(request_id, "committed", [ids.get(record.key) for record in records])

@@ -1,0 +1,105 @@
+"""Wire schemas: what clients send and receive. Table rows live in db/models.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from data.schema import FEATURES
+
+EXAMPLE_ROW = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82, 0.99, 0.93, 0.82, 0.01, 0.0,
+               0.67, 1.0]  # the tutorial's example bean: a DERMASON
+EXAMPLE_BEAN: dict[str, JsonValue] = dict(zip(FEATURES, EXAMPLE_ROW, strict=True))
+
+StoreStatus = Literal["committed", "skipped"]
+
+
+def _feature(description: str, name: str) -> float:
+    return Field(description=description, examples=[EXAMPLE_BEAN[name]])  # type: ignore[no-any-return]
+
+
+class Bean(BaseModel):
+    """The 16 shape features of one bean, named as in the dataset (measured on its photograph, in pixels)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False,
+                              json_schema_extra={"example": EXAMPLE_BEAN})  # OpenAPI 3.0 form
+
+    Area: float = _feature("area of the bean: pixels within its boundary", "Area")
+    Perimeter: float = _feature("length of the bean's border", "Perimeter")
+    MajorAxisLength: float = _feature("longest line that can be drawn across the bean", "MajorAxisLength")
+    MinorAxisLength: float = _feature("longest line perpendicular to the major axis", "MinorAxisLength")
+    AspectRation: float = _feature("aspect ratio: major / minor axis length (the dataset's spelling)",
+                                   "AspectRation")
+    Eccentricity: float = _feature("eccentricity of the ellipse with the same moments", "Eccentricity")
+    ConvexArea: float = _feature("pixels in the smallest convex polygon containing the bean", "ConvexArea")
+    EquivDiameter: float = _feature("diameter of the circle with the bean's area", "EquivDiameter")
+    Extent: float = _feature("bean area / bounding-box area", "Extent")
+    Solidity: float = _feature("convexity: bean area / convex area", "Solidity")
+    roundness: float = _feature("4πA / P² (the dataset's lower-case name)", "roundness")
+    Compactness: float = _feature("equivalent diameter / major axis length", "Compactness")
+    ShapeFactor1: float = _feature("shape factor 1: major axis length / area", "ShapeFactor1")
+    ShapeFactor2: float = _feature("shape factor 2: minor axis length / area", "ShapeFactor2")
+    ShapeFactor3: float = _feature("shape factor 3: area / (π (L/2)²)", "ShapeFactor3")
+    ShapeFactor4: float = _feature("shape factor 4: area / (π (L/2) (l/2))", "ShapeFactor4")
+
+
+class ClassifyRequest(BaseModel):
+    """One or many beans to classify."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beans: list[Bean] = Field(min_length=1, description="the beans, each with its 16 features")
+    store: bool = Field(True, description="record the predictions in the database")
+
+
+class BeanPrediction(BaseModel):
+    """The model's answer for one bean."""
+
+    label: str = Field(description="predicted variety", examples=["DERMASON"])
+    scores: dict[str, float] = Field(description="one-vs-rest decision score per variety: the label scores highest "
+                                                 "(votes of the pairwise classifiers plus a confidence below 1/3)")
+    record_id: int | None = Field(None, description="id of the stored row in table drybeans, when stored")
+
+
+class ClassifyResponse(BaseModel):
+    """Labels, scores and, when stored, the ids of the stored records."""
+
+    model: str = Field(description="tag of the model that answered", examples=["drybean_svc:5bc6hnhhtka6sax4"])
+    request_id: str = Field(description="identifies this request's rows in the database")
+    stored: StoreStatus = Field(description="committed: the rows are in the database; skipped: store was false")
+    predictions: list[BeanPrediction]
+
+
+class TutorialResponse(BaseModel):
+    """The tutorial's answer: the labels as a JSON-encoded string."""
+
+    predictions: str = Field(description="JSON-encoded list of labels", examples=['["DERMASON"]'])
+
+
+class StoredPrediction(BaseModel):
+    """A recorded prediction. Rows from the tutorial era have no request, model or features."""
+
+    id: int
+    name: str = Field(description="predicted variety")
+    created_at: datetime | None
+    request_id: str | None
+    model_tag: str | None
+    features: dict[str, float] | None = Field(description="the bean's 16 features, by dataset name")
+
+
+class PredictionPage(BaseModel):
+    """A page of recorded predictions, newest first."""
+
+    items: list[StoredPrediction]
+    total: int = Field(description="how many predictions match, on all pages")
+    limit: int
+    offset: int
+
+
+class VarietyCounts(BaseModel):
+    """How many predictions of each variety are recorded."""
+
+    counts: dict[str, int] = Field(description="predictions per variety; varieties never predicted are left out")
+    total: int

@@ -1,0 +1,159 @@
+"""The `drybeans` BentoML service: classify beans, record every prediction, read the records back."""
+
+import asyncio
+import json
+from datetime import UTC
+from pathlib import Path
+from string import Template
+from typing import Annotated, Any, Literal
+
+import bentoml
+from fastapi import FastAPI, Query
+from pydantic import Field
+from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
+from starlette.responses import FileResponse, HTMLResponse
+
+import parsing
+from classifier import Classifier
+from config import get_settings
+from data.schema import CLASSES, FEATURES
+from db import migrate, store
+from db.engine import create_db_engine
+from db.models import FEATURE_COLUMNS, Prediction
+from db.writer import GroupCommitWriter
+from errors import answers_errors, quiet_client_errors
+from middleware import RequestGuard
+from recording import PredictionRecorder, Recorded
+from schemas import (
+    EXAMPLE_ROW,
+    BeanPrediction,
+    ClassifyRequest,
+    ClassifyResponse,
+    PredictionPage,
+    StoredPrediction,
+    TutorialResponse,
+    VarietyCounts,
+)
+
+MODEL_TAG = "drybean_svc:latest"
+HOME = Template((Path(__file__).parent / "templates" / "home.html").read_text())
+SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
+
+web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
+
+
+@bentoml.asgi_app(web, path="/")
+@bentoml.service(name="drybeans", workers=2, traffic={"timeout": 60})
+class DryBeans:
+    """Dry bean variety classifier; every prediction is recorded in the database."""
+
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.max_beans = settings.max_beans_per_request
+        self.classifier = Classifier.from_metadata(bentoml.sklearn.load_model(self.model), str(self.model.tag),
+                                                   self.model.info.metadata)
+        self.engine = create_db_engine(settings)
+        if settings.migrate_on_startup:
+            migrate.upgrade(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.writer = GroupCommitWriter(self.sessions)
+        self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
+
+    @bentoml.api(route="/predict")
+    @answers_errors
+    async def predict(
+        self,
+        data: Annotated[str | list[Any], Field(description="rows of 16 features: a JSON-encoded string, as the "
+                                               "tutorial sent it, or a plain JSON array",
+                                               examples=[json.dumps([EXAMPLE_ROW])])],
+        store: Annotated[bool, Field(description="record the predictions in the database")] = True,
+    ) -> TutorialResponse:
+        """The tutorial's endpoint: labels as a JSON-encoded string."""
+        rows = parsing.tutorial_rows(data, self.max_beans)
+        labels, _scores = self.classifier.classify(rows)
+        if store:
+            await self.recorder.record(rows, labels)
+        return TutorialResponse(predictions=json.dumps(labels.tolist()))
+
+    @bentoml.api(route="/v1/classify")
+    @answers_errors
+    async def classify(self, request: ClassifyRequest, /) -> ClassifyResponse:
+        """Classify named beans: each bean's label and per-variety scores, and the ids of the stored records."""
+        rows = parsing.bean_rows(request.beans, self.max_beans)
+        labels, scores = self.classifier.classify(rows)
+        recorded = await self.recorder.record(rows, labels) if request.store else Recorded("", "skipped")
+        ids = recorded.ids or [None] * len(labels)
+        return ClassifyResponse(
+            model=self.classifier.tag,
+            request_id=recorded.request_id,
+            stored=recorded.status,
+            predictions=[BeanPrediction(label=label, scores=dict(zip(self.classifier.classes, row, strict=True)),
+                                        record_id=id_)
+                         for label, row, id_ in zip(labels.tolist(), scores.tolist(), ids, strict=True)],
+        )
+
+    @web.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(self) -> HTMLResponse:
+        """The home page, linking to the API docs."""
+        return HTMLResponse(HOME.substitute(model_tag=self.classifier.tag))
+
+    @web.get("/docs", include_in_schema=False)
+    def docs(self) -> FileResponse:
+        """BentoML's interactive API documentation (its usual home, `/`, is the home page here)."""
+        return FileResponse(SWAGGER_UI)
+
+    @web.get("/v1/predictions", tags=["Records"])
+    def predictions(
+        self,
+        limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 50,
+        offset: Annotated[int, Query(ge=0, description="rows to skip, newest first")] = 0,
+        variety: Annotated[Literal[CLASSES] | None, Query(description="only this variety")] = None,  # type: ignore[valid-type]
+    ) -> PredictionPage:
+        """Recorded predictions, newest first."""
+        with self.sessions() as session:
+            rows, total = store.recent_predictions(session, limit=limit, offset=offset, name=variety)
+        return PredictionPage(items=[stored_prediction(row) for row in rows], total=total, limit=limit,
+                              offset=offset)
+
+    @web.get("/v1/predictions/counts", tags=["Records"])
+    def counts(self) -> VarietyCounts:
+        """How many predictions of each variety are recorded."""
+        with self.sessions() as session:
+            counts = store.counts_by_name(session)
+        return VarietyCounts(counts=counts, total=sum(counts.values()))
+
+    async def __is_ready__(self) -> bool:
+        """Ready when the model is loaded (it is, once __init__ returned) and the database answers."""
+        return await asyncio.to_thread(self._database_answers)
+
+    def _database_answers(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """Commit what is queued, then release the connections."""
+        self.writer.close()
+        self.engine.dispose()
+
+
+def stored_prediction(row: Prediction) -> StoredPrediction:
+    """The wire form of a stored row."""
+    values = [getattr(row, column) for column in FEATURE_COLUMNS.values()]
+    return StoredPrediction(
+        id=row.id, name=row.name, request_id=row.request_id, model_tag=row.model_tag,
+        created_at=row.created_at.replace(tzinfo=UTC) if row.created_at else None,
+        features=None if None in values else dict(zip(FEATURES, values, strict=True)),
+    )
+
+
+quiet_client_errors()
+# The decorators made DryBeans a bentoml Service, which the type checker cannot see.
+DryBeans.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)  # type: ignore[attr-defined]
