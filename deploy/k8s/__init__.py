@@ -1,0 +1,1 @@
+"""Kubernetes manifests for the drybeans service, generated from one small config."""
