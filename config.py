@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # Serving
     max_beans_per_request: int = Field(10_000, ge=1, description="Larger requests are refused with 413.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413.")
+    spool_dir: Path = Field(Path("spool"), description="Where predictions wait, durably, while the database is down.")
 
     @model_validator(mode="after")
     def _database_settings_usable(self) -> Settings:

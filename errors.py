@@ -21,7 +21,8 @@ NOT_A_NUMBER = "row {row}, feature {feature}: {value} is not a number"
 NOT_FINITE = "row {row}, feature {feature}: {value} is not a finite number"
 TOO_MANY_BEANS = "{count} beans in one request; the limit is {limit}: split it into smaller requests"
 BODY_TOO_LARGE = "the request body is over {limit} bytes; split it into smaller requests"
-STORE_UNAVAILABLE = "the prediction store is unavailable, nothing was recorded; retry, or send store: false"
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+STORE_UNAVAILABLE = "neither the database nor the local spool could record the predictions; retry, or send store: false"
 UNKNOWN_VARIETY = "unknown variety {name!r}; known: {known}"
 
 
@@ -84,6 +85,9 @@ def answers_errors(api: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | 
         except ApiError as error:
             log = logger.warning if error.status >= 500 else logger.info
             log("%s answered %d %s: %s", api.__name__, error.status, error.code, error.message)
+            context = kwargs.get("ctx")
+            if context is not None:  # BentoML applies the context's status to the answer last
+                context.response.status_code = error.status  # type: ignore[attr-defined]
             return error_response(error)
 
     return wrapper

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import bentoml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import errors
@@ -129,3 +130,25 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
                (b"content-length", str(len(content)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
+
+
+class ReadinessProbe:
+    """Answer `GET /readyz` with a JSON report (database state, spool depth), which BentoML's probe cannot carry.
+
+    `report` is looked up on the worker's service instance at request time: (ready, details).
+    """
+
+    def __init__(self, app: ASGIApp, path: str = "/readyz") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        service = bentoml.get_current_service()
+        if service is None:  # still starting
+            await _send_json(send, 503, {"ready": False})
+            return
+        report = await service.readiness()
+        await _send_json(send, 200 if report.ready else 503, report.model_dump())

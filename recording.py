@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy.exc import SQLAlchemyError
 
 import errors
 from db.store import PredictionRecord
@@ -40,18 +39,18 @@ def prediction_records(request_id: str, model_tag: str, rows: npt.NDArray[np.flo
 
 
 class PredictionRecorder:
-    """Records predictions through the group-commit writer; answers only once they are committed."""
+    """Records predictions through the group-commit writer; answers once they are committed or spooled."""
 
     def __init__(self, writer: GroupCommitWriter, model_tag: str) -> None:
         self._writer = writer
         self._model_tag = model_tag
 
     async def record(self, rows: npt.NDArray[np.float64], labels: Sequence[str] | npt.NDArray[np.str_]) -> Recorded:
-        """Commit one request's predictions; StoreUnavailable when the database cannot take them."""
+        """Store one request's predictions; StoreUnavailable when neither database nor spool can take them."""
         request_id = new_request_id()
         records = prediction_records(request_id, self._model_tag, rows, labels)
         try:
-            ids = await self._writer.write(records)
-        except SQLAlchemyError:
+            written = await self._writer.write(records)
+        except OSError:  # neither the database nor the spool could take them
             raise errors.StoreUnavailable(errors.STORE_UNAVAILABLE) from None
-        return Recorded(request_id, "committed", [ids.get(record.key) for record in records])
+        return Recorded(request_id, written.status, [written.ids.get(record.key) for record in records])

@@ -13,7 +13,7 @@ EXAMPLE_ROW = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82
                0.67, 1.0]  # the tutorial's example bean: a DERMASON
 EXAMPLE_BEAN: dict[str, JsonValue] = dict(zip(FEATURES, EXAMPLE_ROW, strict=True))
 
-StoreStatus = Literal["committed", "skipped"]
+StoreStatus = Literal["committed", "spooled", "skipped"]
 
 
 def _feature(description: str, name: str) -> float:
@@ -68,7 +68,9 @@ class ClassifyResponse(BaseModel):
 
     model: str = Field(description="tag of the model that answered", examples=["drybean_svc:5bc6hnhhtka6sax4"])
     request_id: str = Field(description="identifies this request's rows in the database")
-    stored: StoreStatus = Field(description="committed: the rows are in the database; skipped: store was false")
+    stored: StoreStatus = Field(description="committed: the rows are in the database; spooled: the database is "
+                                            "down, the rows are on local disk and will be written when it returns; "
+                                            "skipped: store was false")
     predictions: list[BeanPrediction]
 
 
@@ -103,3 +105,12 @@ class VarietyCounts(BaseModel):
 
     counts: dict[str, int] = Field(description="predictions per variety; varieties never predicted are left out")
     total: int
+
+
+class Readiness(BaseModel):
+    """What `/readyz` reports: ready means the model is loaded and the database answers."""
+
+    ready: bool
+    model: str
+    database: Literal["up", "down"]
+    spool_depth: int = Field(description="predictions waiting on local disk for the database")

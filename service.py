@@ -11,9 +11,12 @@ import bentoml
 from fastapi import FastAPI, Query
 from pydantic import Field
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
-from starlette.responses import FileResponse, HTMLResponse
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
 
+import errors
 import parsing
 from classifier import Classifier
 from config import get_settings
@@ -21,9 +24,10 @@ from data.schema import CLASSES, FEATURES
 from db import migrate, store
 from db.engine import create_db_engine
 from db.models import FEATURE_COLUMNS, Prediction
+from db.spool import Spool
 from db.writer import GroupCommitWriter
-from errors import answers_errors, quiet_client_errors
-from middleware import RequestGuard
+from errors import answers_errors, error_response, logger, quiet_client_errors
+from middleware import ReadinessProbe, RequestGuard
 from recording import PredictionRecorder, Recorded
 from schemas import (
     EXAMPLE_ROW,
@@ -31,6 +35,7 @@ from schemas import (
     ClassifyRequest,
     ClassifyResponse,
     PredictionPage,
+    Readiness,
     StoredPrediction,
     TutorialResponse,
     VarietyCounts,
@@ -41,6 +46,13 @@ HOME = Template((Path(__file__).parent / "templates" / "home.html").read_text())
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
 
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
+
+
+@web.exception_handler(SQLAlchemyError)
+async def database_unavailable(_request: Request, error: SQLAlchemyError) -> JSONResponse:
+    """Reads while the database is down: 503, no traceback."""
+    logger.warning("read failed, the database is unavailable: %s", type(error).__name__)
+    return error_response(errors.StoreUnavailable(errors.DATABASE_UNAVAILABLE))
 
 
 @bentoml.asgi_app(web, path="/")
@@ -57,9 +69,12 @@ class DryBeans:
                                                    self.model.info.metadata)
         self.engine = create_db_engine(settings)
         if settings.migrate_on_startup:
-            migrate.upgrade(self.engine)
+            try:
+                migrate.upgrade(self.engine)
+            except OperationalError as exc:  # serve anyway: predictions are spooled until the database is back
+                logger.warning("database unreachable at start-up, schema not migrated: %s", type(exc).__name__)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = GroupCommitWriter(self.sessions)
+        self.writer = GroupCommitWriter(self.sessions, Spool(settings.spool_dir))
         self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
 
     @bentoml.api(route="/predict")
@@ -70,12 +85,19 @@ class DryBeans:
                                                "tutorial sent it, or a plain JSON array",
                                                examples=[json.dumps([EXAMPLE_ROW])])],
         store: Annotated[bool, Field(description="record the predictions in the database")] = True,
+        ctx: bentoml.Context = None,  # type: ignore[assignment]  # BentoML passes it
     ) -> TutorialResponse:
-        """The tutorial's endpoint: labels as a JSON-encoded string."""
+        """The tutorial's endpoint: labels as a JSON-encoded string.
+
+        Headers tell what became of the predictions: X-Prediction-Store (committed, spooled or skipped) and
+        X-Request-ID (their request_id in table drybeans).
+        """
         rows = parsing.tutorial_rows(data, self.max_beans)
         labels, _scores = self.classifier.classify(rows)
-        if store:
-            await self.recorder.record(rows, labels)
+        recorded = await self.recorder.record(rows, labels) if store else Recorded("", "skipped")
+        ctx.response.metadata["X-Prediction-Store"] = recorded.status
+        if recorded.request_id:
+            ctx.response.metadata["X-Request-ID"] = recorded.request_id
         return TutorialResponse(predictions=json.dumps(labels.tolist()))
 
     @bentoml.api(route="/v1/classify")
@@ -125,9 +147,20 @@ class DryBeans:
             counts = store.counts_by_name(session)
         return VarietyCounts(counts=counts, total=sum(counts.values()))
 
-    async def __is_ready__(self) -> bool:
+    async def readiness(self) -> Readiness:
         """Ready when the model is loaded (it is, once __init__ returned) and the database answers."""
-        return await asyncio.to_thread(self._database_answers)
+        database_up = await asyncio.to_thread(self._database_answers)
+        depth = await asyncio.to_thread(self.writer.spool.depth)
+        return Readiness(ready=database_up, model=self.classifier.tag, database="up" if database_up else "down",
+                         spool_depth=depth)
+
+    def __metrics__(self, exposition: str) -> str:
+        """BentoML's metrics, plus the spool depth (shared by all workers, so read at scrape time)."""
+        return exposition + (
+            "# HELP drybeans_spool_depth Predictions waiting on local disk for the database.\n"
+            "# TYPE drybeans_spool_depth gauge\n"
+            f"drybeans_spool_depth {self.writer.spool.depth()}\n"
+        )
 
     def _database_answers(self) -> bool:
         try:
@@ -157,3 +190,4 @@ def stored_prediction(row: Prediction) -> StoredPrediction:
 quiet_client_errors()
 # The decorators made DryBeans a bentoml Service, which the type checker cannot see.
 DryBeans.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(ReadinessProbe)  # type: ignore[attr-defined]

@@ -48,10 +48,13 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; safe to call from several workers at once."""
-    with _exclusive(engine), engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+def upgrade(engine: Engine) -> str | None:
+    """Bring the schema to head; safe to call from several processes at once. Returns the revision found."""
+    with _exclusive(engine):
+        before = current_revision(engine)
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "head")
+    return before
 
 
 @contextmanager
@@ -87,8 +90,7 @@ def main() -> int:
     """Migrate the configured database, then grant the service user its privileges if one is named."""
     settings = get_settings()
     engine = create_db_engine(settings)
-    before = current_revision(engine)
-    upgrade(engine)
+    before = upgrade(engine)
     print(f"schema at {current_revision(engine)} (was {before or 'unversioned'}) on {engine.url!r}")
     if settings.app_db_user and engine.dialect.name == "mysql":
         grant_app_user(engine, settings.app_db_user)

@@ -39,9 +39,8 @@ class PredictionRecord:
         }
 
 
-def insert_predictions(session: Session, records: Sequence[PredictionRecord], *,
-                       skip_existing: bool = False) -> dict[RecordKey, int]:
-    """Insert records in one multi-row statement; return each record's id by its key.
+def insert_predictions(session: Session, records: Sequence[PredictionRecord], *, skip_existing: bool = False) -> None:
+    """Insert records in one multi-row statement.
 
     `skip_existing` makes the write idempotent (a replay after an outage): records whose key is already
     stored are left as they are.
@@ -50,7 +49,6 @@ def insert_predictions(session: Session, records: Sequence[PredictionRecord], *,
     if skip_existing:
         statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
     session.execute(statement, [record.as_row() for record in records])
-    return stored_ids(session, {record.request_id for record in records})
 
 
 def stored_ids(session: Session, request_ids: set[str]) -> dict[RecordKey, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,7 +99,7 @@ def bentoml_serve(env: dict[str, str], log_dir: Path, *, ready_timeout: float = 
     """Start `bentoml serve` from the project root on a free port; stop it with SIGTERM afterwards."""
     port = free_port()
     log = log_dir / f"bentoml-serve-{port}.log"
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env}
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "DRYBEANS_SPOOL_DIR": str(log_dir / "spool"), **env}
     with log.open("w") as out:
         process = subprocess.Popen([str(BENTOML), "serve", "--port", str(port), "--host", "127.0.0.1"],
                                    cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, text=True,
@@ -114,8 +115,8 @@ def bentoml_serve(env: dict[str, str], log_dir: Path, *, ready_timeout: float = 
 def _wait_until_up(server: Server, timeout: float, probe: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {server.process.returncode}:\n{server.output()[-3000:]}")
+        if server.process.poll() is not None or "Application startup failed" in server.output():
+            raise RuntimeError(f"bentoml serve failed to start:\n{server.output()[-3000:]}")
         try:
             if httpx.get(server.url + probe, timeout=2).status_code == 200:
                 return
@@ -125,11 +126,28 @@ def _wait_until_up(server: Server, timeout: float, probe: str) -> None:
     raise TimeoutError(f"{server.url}{probe} not 200 within {timeout} s:\n{server.output()[-3000:]}")
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+def worker_pids(process: subprocess.Popen[str]) -> list[int]:
+    """The worker processes of a `bentoml serve` (its children; each runs in a process group of its own)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == process.pid and fields[0] != "Z":  # a killed worker lingers as a zombie
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    workers = worker_pids(process)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        for pid in [process.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(10)

@@ -9,8 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-import errors
-from schemas import EXAMPLE_ROW
+from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.servers import MySQLDatabase, bentoml_serve, free_port
 
 NO_MYSQL = {"MYSQL_HOST": "", "DATABASE_URL": ""}
@@ -35,15 +34,22 @@ def test_with_no_database_configured_predictions_go_to_an_embedded_sqlite_file(t
 def test_a_database_that_does_not_answer_makes_the_service_unready_not_dead(trained_model_home: Path,
                                                                             tmp_path: Path) -> None:
     nowhere = {"MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(free_port()), "MYSQL_USER": "drybeans",
-               "MYSQL_DB": "drybeans", "DRYBEANS_MIGRATE_ON_STARTUP": "false"}
+               "MYSQL_DB": "drybeans", "DRYBEANS_MIGRATE_ON_STARTUP": "false",
+               "DRYBEANS_SPOOL_DIR": str(tmp_path / "spool")}
     with bentoml_serve(nowhere, tmp_path, expect_ready=False) as server:
         assert httpx.get(f"{server.url}/livez").status_code == 200
-        assert httpx.get(f"{server.url}/readyz").status_code == 503
         unstored = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW], "store": False})
         assert unstored.json() == {"predictions": '["DERMASON"]'}
-        stored = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW]})
-        assert stored.status_code == 503
-        assert stored.json() == {"error": errors.STORE_UNAVAILABLE, "code": "store_unavailable"}
+        assert unstored.headers["X-Prediction-Store"] == "skipped"
+        stored = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW, EXAMPLE_ROW]})
+        assert stored.json() == {"predictions": '["DERMASON", "DERMASON"]'}
+        assert stored.headers["X-Prediction-Store"] == "spooled"
+        typed = httpx.post(f"{server.url}/v1/classify", json={"beans": [EXAMPLE_BEAN]}).json()
+        assert typed["stored"] == "spooled" and typed["predictions"][0]["record_id"] is None
+        readiness = httpx.get(f"{server.url}/readyz")
+        assert readiness.status_code == 503
+        assert readiness.json() == {"ready": False, "model": typed["model"], "database": "down", "spool_depth": 3}
+        assert "drybeans_spool_depth 3" in httpx.get(f"{server.url}/metrics").text
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.base import Base
 from db.models import Prediction
-from db.store import PredictionRecord, insert_predictions
-from db.writer import GroupCommitWriter
+from db.spool import Spool
+from db.store import PredictionRecord, insert_predictions, stored_ids
+from db.writer import GroupCommitWriter, WriteResult
 from tests.servers import MySQLDatabase
 
 
@@ -23,7 +23,8 @@ def _records(request_id: str, n: int) -> list[PredictionRecord]:
             for i in range(n)]
 
 
-async def _write_concurrently(engine: Engine, requests: int, per_request: int) -> tuple[list[list[int]], int]:
+async def _write_concurrently(engine: Engine, spool: Spool, requests: int,
+                              per_request: int) -> tuple[list[list[int]], int]:
     commits = 0
 
     def count(_connection: object) -> None:
@@ -31,13 +32,14 @@ async def _write_concurrently(engine: Engine, requests: int, per_request: int) -
         commits += 1
 
     event.listen(engine, "commit", count)
-    writer = GroupCommitWriter(sessionmaker(engine))
+    writer = GroupCommitWriter(sessionmaker(engine), spool)
     try:
         batches = [_records(f"req{r:04d}", per_request) for r in range(requests)]
         results = await asyncio.gather(*(writer.write(batch) for batch in batches))
     finally:
         writer.close()
-    ids = [[result[record.key] for record in batch] for batch, result in zip(batches, results, strict=True)]
+    assert {result.status for result in results} == {"committed"}
+    ids = [[result.ids[record.key] for record in batch] for batch, result in zip(batches, results, strict=True)]
     return ids, commits
 
 
@@ -53,8 +55,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     return engine
 
 
-def test_concurrent_writes_are_committed_together_and_each_gets_its_ids(engine: Engine) -> None:
-    ids, commits = asyncio.run(_write_concurrently(engine, requests=100, per_request=3))
+def test_concurrent_writes_are_committed_together_and_each_gets_its_ids(engine: Engine, tmp_path: Path) -> None:
+    ids, commits = asyncio.run(_write_concurrently(engine, Spool(tmp_path / "spool"), requests=100, per_request=3))
     flat = [i for batch in ids for i in batch]
     assert len(set(flat)) == 300
     with Session(engine) as session:
@@ -64,26 +66,57 @@ def test_concurrent_writes_are_committed_together_and_each_gets_its_ids(engine: 
     assert commits < 100, "writes queued during a commit should share the next one"
 
 
-def test_a_failed_commit_fails_every_waiting_write(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path}/no-table.sqlite3")  # no schema: every insert fails
+def test_writes_the_database_refuses_are_spooled_then_replayed_exactly_once(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/late.sqlite3")  # no table yet: every insert fails
+    spool = Spool(tmp_path / "spool")
+
+    async def write_twice_then_create_the_table() -> list[WriteResult]:
+        writer = GroupCommitWriter(sessionmaker(engine), spool)
+        try:
+            results = [await writer.write(_records("a", 2)), await writer.write(_records("b", 3))]
+            assert spool.depth() == 5
+            Base.metadata.create_all(engine)
+            for _ in range(100):  # the writer retries every RETRY_SECONDS
+                if spool.depth() == 0:
+                    break
+                await asyncio.sleep(0.1)
+            return results
+        finally:
+            writer.close()
+
+    results = asyncio.run(write_twice_then_create_the_table())
+    assert [result.status for result in results] == ["spooled", "spooled"]
+    with Session(engine) as session:
+        stored = session.execute(select(Prediction.request_id, func.count()).group_by(Prediction.request_id)).all()
+    assert sorted(stored) == [("a", 2), ("b", 3)]
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def test_a_write_neither_database_nor_spool_can_take_fails(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/no-table.sqlite3")
+    spool = Spool(tmp_path / "spool")
+    (tmp_path / "spool").rmdir()
+    (tmp_path / "spool").write_text("a file where the spool directory was")
 
     async def attempt() -> None:
-        writer = GroupCommitWriter(sessionmaker(engine))
+        writer = GroupCommitWriter(sessionmaker(engine), spool)
         try:
             await writer.write(_records("r", 1))
         finally:
             writer.close()
 
-    with pytest.raises(SQLAlchemyError):
+    with pytest.raises(OSError):
         asyncio.run(attempt())
 
 
 def test_replaying_records_is_idempotent(engine: Engine) -> None:
     records = _records("replayed", 4)
     with sessionmaker(engine).begin() as session:
-        first = insert_predictions(session, records)
+        insert_predictions(session, records)
+        first = stored_ids(session, {"replayed"})
     with sessionmaker(engine).begin() as session:
-        second = insert_predictions(session, [*records, *_records("new", 1)], skip_existing=True)
-    assert {k: second[k] for k in first} == first
+        insert_predictions(session, [*records, *_records("new", 1)], skip_existing=True)
+        second = stored_ids(session, {"replayed", "new"})
+    assert {k: second[k] for k in first} == first and len(second) == 5
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Prediction)) == 5
