@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+from threadpoolctl import threadpool_limits
 
 import errors
 import parsing
@@ -63,6 +64,8 @@ class DryBeans:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
+        threadpool_limits(1)
         settings = get_settings()
         self.max_beans = settings.max_beans_per_request
         self.classifier = Classifier.from_metadata(bentoml.sklearn.load_model(self.model), str(self.model.tag),

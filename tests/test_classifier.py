@@ -1,0 +1,41 @@
+"""The service's classifier: metadata checked against the service, compiled inference chosen when exact."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+
+from classifier import Classifier, ModelMismatch
+from compiled_svc import CompiledLinearSVC
+from data import read_dataset
+
+
+@pytest.fixture(scope="module")
+def model(trained_model: subprocess.CompletedProcess[str]) -> bentoml.Model:
+    return bentoml.models.get("drybean_svc:latest")
+
+
+def test_serves_the_whole_dataset_with_compiled_inference_exactly(model: bentoml.Model, shared_csv: Path) -> None:
+    pipeline = bentoml.sklearn.load_model(model)
+    classifier = Classifier.from_metadata(pipeline, str(model.tag), model.info.metadata)
+    assert isinstance(classifier.predictor, CompiledLinearSVC)
+    rows = read_dataset(shared_csv).features.to_numpy()
+    labels, scores = classifier.classify(rows)
+    assert np.array_equal(labels, pipeline.predict(rows))
+    assert np.allclose(scores, pipeline.decision_function(rows), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("features", ["Area"], "expects features"),
+    ("classes", ["SIRA", "CALI"], "metadata classes"),
+    ("sklearn_version", "0.24.2", "trained with scikit-learn 0.24.2"),
+])
+def test_a_model_that_does_not_fit_the_service_is_refused(model: bentoml.Model, key: str, value: object,
+                                                          message: str) -> None:
+    metadata = {**model.info.metadata, key: value}
+    with pytest.raises(ModelMismatch, match=message):
+        Classifier.from_metadata(bentoml.sklearn.load_model(model), str(model.tag), metadata)
