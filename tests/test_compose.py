@@ -1,0 +1,152 @@
+"""deploy/compose for real: MySQL stand-in, one-shot migration, the app; data survives `down` and `up`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.container import harness
+from tests.support import require
+
+pytestmark = [pytest.mark.docker]
+
+COMPOSE_FILE = harness.ROOT / "deploy" / "compose" / "docker-compose.yml"
+EXAMPLE_ENV = COMPOSE_FILE.with_name(".env.example")
+HEALTHY_TIMEOUT_SECONDS = 240
+COMPOSE_TIMEOUT_SECONDS = 300
+
+
+
+@dataclass(frozen=True)
+class Compose:
+    """docker-compose bound to one isolated project: its file, env file, name and published app port."""
+
+    command: list[str]
+    env: dict[str, str]
+    port: int
+
+    def __call__(self, *args: str) -> str:
+        """Run a docker-compose subcommand to completion; its stdout."""
+        return harness.run([*self.command, *args], env=self.env, timeout=COMPOSE_TIMEOUT_SECONDS)
+
+
+def test_compose_file_is_valid_with_the_example_env() -> None:
+    """docker-compose accepts the file with .env.example's values, and no credential is left unset."""
+    require(shutil.which("docker-compose") is not None, "docker-compose (tests/container/start_dockerd.sh)")
+    harness.run(["docker-compose", "--file", str(COMPOSE_FILE), "--env-file", str(EXAMPLE_ENV), "config", "--quiet"],
+                env=dict(os.environ))
+
+
+@pytest.fixture(scope="session")  # session: checked before the session-scoped model is trained
+def docker_env() -> dict[str, str]:
+    """The environment for docker commands against an engine that answers."""
+    host = harness.docker_host()
+    require(host is not None and shutil.which("docker-compose") is not None,
+            "a Docker engine and docker-compose (tests/container/start_dockerd.sh)")
+    assert host is not None
+    return harness.build_env(host)
+
+
+@pytest.fixture(scope="module")
+def images(docker_env: dict[str, str], trained_model_home: Path) -> dict[str, str]:
+    """DRYBEANS_IMAGE built from this repository, and MYSQL_IMAGE swapped for the local MariaDB stand-in."""
+    host = docker_env["DOCKER_HOST"]
+    harness.ensure_scaffold_image("build_mysql_image.sh", host)
+    return {"DRYBEANS_IMAGE": harness.drybeans_image(trained_model_home, host), "MYSQL_IMAGE": harness.MYSQL_IMAGE}
+
+
+@pytest.fixture()
+def credentials() -> dict[str, str]:
+    """Fresh values for every variable .env.example asks for."""
+    return {"MYSQL_DB": "drybeans", "MYSQL_ROOT_PASSWORD": secrets.token_urlsafe(16),
+            "DRYBEANS_MIGRATOR_DB_USER": "drybeans_migrator",
+            "DRYBEANS_MIGRATOR_DB_PASSWORD": secrets.token_urlsafe(16),
+            "DRYBEANS_APP_DB_USER": "drybeans_app", "DRYBEANS_APP_DB_PASSWORD": secrets.token_urlsafe(16)}
+
+
+@pytest.fixture()
+def compose(images: dict[str, str], credentials: dict[str, str], docker_env: dict[str, str],
+            tmp_path: Path) -> Iterator[Compose]:
+    """docker-compose on an isolated project with its own env file and port; `down -v` after."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in credentials.items()))
+    port = harness.free_port()
+    env = {**docker_env, **images, "DRYBEANS_PORT": str(port)}
+    base = ["docker-compose", "--file", str(COMPOSE_FILE), "--env-file", str(env_file),
+            "--project-name", f"drybeans-test-{secrets.token_hex(4)}"]
+    try:
+        yield Compose(base, env, port)
+    finally:
+        logs = subprocess.run([*base, "logs", "--no-color", "--tail=40"], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        print(logs.stdout, logs.stderr)  # shown by pytest when the test failed
+        subprocess.run([*base, "down", "--volumes", "--remove-orphans", "--timeout=20"], env=env,
+                       capture_output=True, timeout=COMPOSE_TIMEOUT_SECONDS, check=False)
+
+
+def health(compose: Compose, service: str, docker_env: dict[str, str]) -> str:
+    """The Docker health status of a Compose service's container ('' when it has none yet)."""
+    container_id = compose("ps", "-q", service).strip()
+    if not container_id:
+        return ""
+    return harness.run(["docker", "inspect", "--format={{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                        container_id], env=docker_env).strip()
+
+
+def up_and_healthy(compose: Compose, docker_env: dict[str, str]) -> None:
+    """`up -d`, then wait until the app's healthcheck (/readyz) passes."""
+    compose("up", "-d")
+    harness.wait_until(lambda: health(compose, "app", docker_env) == "healthy", HEALTHY_TIMEOUT_SECONDS,
+                       "the app service to become healthy", interval=3)
+
+
+def recorded_names(compose: Compose, credentials: dict[str, str]) -> list[str]:
+    """The `name` column of the predictions table, read as root inside the mysql service."""
+    query = f"SELECT name FROM `{credentials['MYSQL_DB']}`.drybeans ORDER BY 1"
+    out = compose("exec", "-T", "mysql", "mysql", "-h127.0.0.1", "-uroot",
+                  f"-p{credentials['MYSQL_ROOT_PASSWORD']}", "--batch", "--skip-column-names", "-e", query)
+    return out.split()
+
+
+def predict(compose: Compose) -> httpx.Response:
+    """The tutorial's request to the published app port."""
+    return httpx.post(f"http://127.0.0.1:{compose.port}/predict", json=harness.TUTORIAL_REQUEST, timeout=30)
+
+
+def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, credentials: dict[str, str],
+                                                            docker_env: dict[str, str]) -> None:
+    """Migrate runs once and exits 0, the app predicts and records, and the row survives `down` then `up`."""
+    up_and_healthy(compose, docker_env)
+    migrate_id = compose("ps", "-q", "migrate").strip()
+    exit_code = harness.run(["docker", "inspect", "--format={{.State.ExitCode}}", migrate_id], env=docker_env)
+    assert exit_code.strip() == "0"
+    response = predict(compose)
+    assert response.status_code == 200, response.text
+    assert response.json() == harness.TUTORIAL_ANSWER
+    assert recorded_names(compose, credentials) == ["DERMASON"]
+
+    compose("down", "--timeout=20")
+    up_and_healthy(compose, docker_env)
+    assert recorded_names(compose, credentials) == ["DERMASON"]
+    assert predict(compose).status_code == 200
+    assert recorded_names(compose, credentials) == ["DERMASON", "DERMASON"]
+
+
+def test_app_user_has_only_select_and_insert(compose: Compose, credentials: dict[str, str],
+                                             docker_env: dict[str, str]) -> None:
+    """The app's MySQL user holds SELECT, INSERT on the predictions table and nothing else."""
+    up_and_healthy(compose, docker_env)
+    grants = compose("exec", "-T", "mysql", "mysql", "-h127.0.0.1", f"-u{credentials['DRYBEANS_APP_DB_USER']}",
+                     f"-p{credentials['DRYBEANS_APP_DB_PASSWORD']}", "--batch", "--skip-column-names",
+                     "-e", "SHOW GRANTS")
+    privileges = [line for line in grants.splitlines() if not line.startswith("GRANT USAGE ON *.*")]
+    assert len(privileges) == 1, grants
+    assert privileges[0].startswith(f"GRANT SELECT, INSERT ON `{credentials['MYSQL_DB']}`.`drybeans` TO ")
