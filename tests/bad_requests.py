@@ -1,0 +1,233 @@
+"""The malformed-request corpus: each case is one request the service must refuse, and what its answer must say.
+
+`CORPUS` goes to a server with the default limits (10,000 beans, 16 MiB); `OVER_LIMITS` to one started with
+`LIMITED_ENV` (4,096 bytes, 3 beans). `says` must appear in the answer's `error` text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import errors
+from data.schema import FEATURES
+from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
+
+JSON = "application/json"  # also what a refused Content-Type answer must name
+SQL = "'; DROP TABLE drybeans; --"
+LIMITED_ENV = {"DRYBEANS_MAX_BODY_BYTES": "4096", "DRYBEANS_MAX_BEANS_PER_REQUEST": "3"}
+DEFAULT_MAX_BEANS = 10_000
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+MULTIPART_BOUNDARY = "drybeans-corpus-boundary"
+NAMES = ", ".join(FEATURES)
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """One malformed request: sent as given, it must be answered `status` with `says` in the error text."""
+
+    name: str
+    method: str
+    path: str
+    status: int
+    says: str
+    body: bytes = b""
+    content_type: str | None = JSON  # None: no Content-Type header at all
+    params: dict[str, str] = field(default_factory=dict)
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked and no Content-Length
+
+    def request(self) -> dict[str, Any]:
+        """The arguments of `httpx.Client.request` that send this case."""
+        content = iter([self.body[:1000], self.body[1000:]]) if self.chunked else self.body
+        return {"method": self.method, "url": self.path, "params": self.params,
+                "headers": {"Content-Type": self.content_type} if self.content_type else {},
+                "content": content if self.body else None}
+
+
+def as_json(value: object) -> bytes:
+    """A JSON body."""
+    return json.dumps(value).encode()
+
+
+def rows_text(first: str, count: int = 16) -> str:
+    """One row, as JSON text, whose first value is written verbatim (`NaN`, `1e400`, ...) and the rest are 1.0."""
+    return "[[" + ", ".join([first, *["1.0"] * (count - 1)]) + "]]"
+
+
+def nested(depth: int) -> str:
+    """Arrays nested `depth` deep."""
+    return "[" * depth + "]" * depth
+
+
+def multipart(fields: dict[str, str]) -> bytes:
+    """A multipart/form-data body with MULTIPART_BOUNDARY."""
+    parts = [f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+             for name, value in fields.items()]
+    return ("".join(parts) + f"--{MULTIPART_BOUNDARY}--\r\n").encode()
+
+
+def post(name: str, path: str, status: int, says: str, body: bytes, content_type: str | None = JSON,
+         *, chunked: bool = False) -> BadRequest:
+    """A POST case."""
+    return BadRequest(name, "POST", path, status, says, body, content_type, chunked=chunked)
+
+
+def query(name: str, says: str, **params: str) -> BadRequest:
+    """A GET /v1/predictions case with bad query parameters (FastAPI answers 422)."""
+    return BadRequest(name, "GET", "/v1/predictions", 422, says, content_type=None, params=params)
+
+
+def bean_with_area(literal: str) -> bytes:
+    """A /v1/classify body with the example bean, its Area written verbatim (`NaN`, `1e400`, ...)."""
+    return json.dumps({"beans": [{**EXAMPLE_BEAN, "Area": "@"}]}).replace('"@"', literal).encode()
+
+
+def beans_body(count: int) -> bytes:
+    """A /v1/classify body with `count` copies of the example bean."""
+    return as_json({"beans": [EXAMPLE_BEAN] * count})
+
+
+GOOD_DATA = json.dumps([EXAMPLE_ROW])  # a valid tutorial `data` string: only the envelope is wrong below
+NOT_JSON = errors.DATA_NOT_JSON.split(" (")[0]  # "data is not valid JSON"
+
+CORPUS: list[BadRequest] = [
+    # Broken JSON bodies
+    post("truncated-json", "/predict", 400, "Invalid JSON", b'{"data": [[1,'),
+    post("classify-truncated-json", "/v1/classify", 400, "Invalid JSON", b'{"beans": ['),
+    post("single-quoted-json", "/predict", 400, "Invalid JSON", b"{'data': [[1.0]]}"),
+    post("trailing-garbage", "/predict", 400, "Invalid JSON", as_json({"data": GOOD_DATA}) + b" trailing"),
+    post("invalid-utf8", "/predict", 400, "Invalid JSON", b'{"data": "\xff\xfe"}'),
+    post("empty-body", "/predict", 400, "data: Field required", b""),
+    post("body-is-null", "/predict", 400, "Input should be an object", b"null"),
+    post("classify-body-is-array", "/v1/classify", 400, "Input should be an object", as_json([EXAMPLE_BEAN])),
+    # A valid body under a Content-Type that is not JSON
+    post("text-plain", "/predict", 415, JSON, as_json({"data": GOOD_DATA}), "text/plain"),
+    post("form-urlencoded", "/predict", 415, JSON, urlencode({"data": GOOD_DATA}).encode(),
+         "application/x-www-form-urlencoded"),
+    post("multipart", "/predict", 415, JSON, multipart({"data": GOOD_DATA}),
+         f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"),
+    post("no-content-type", "/predict", 415, JSON, as_json({"data": GOOD_DATA}), None),
+    post("classify-text-plain", "/v1/classify", 415, JSON, beans_body(1), "text/plain"),
+    # Wrong number of features
+    post("15-features-in-string", "/predict", 400, errors.WRONG_FEATURE_COUNT.format(row=1, count=15, names=NAMES),
+         as_json({"data": json.dumps([EXAMPLE_ROW[:15]])})),
+    post("17-features-in-array", "/predict", 400, "row 1 has 17 features", as_json({"data": [[*EXAMPLE_ROW, 1.0]]})),
+    post("second-row-short", "/predict", 400, "row 2 has 15 features",
+         as_json({"data": [EXAMPLE_ROW, EXAMPLE_ROW[:15]]})),
+    post("empty-row", "/predict", 400, "row 1 has 0 features", as_json({"data": [[]]})),
+    post("classify-15-features", "/v1/classify", 400, "beans.0.ShapeFactor4: Field required",
+         as_json({"beans": [{k: v for k, v in EXAMPLE_BEAN.items() if k != "ShapeFactor4"}]})),
+    post("classify-17-features", "/v1/classify", 400, "beans.0.ShapeFactor5: Extra inputs are not permitted",
+         as_json({"beans": [{**EXAMPLE_BEAN, "ShapeFactor5": 1.0}]})),
+    # Strings and nulls where numbers belong
+    post("string-value", "/predict", 400, errors.NOT_A_NUMBER.format(row=1, feature="Area", value='"abc"'),
+         as_json({"data": [["abc", *EXAMPLE_ROW[1:]]]})),
+    post("numeric-string-value", "/predict", 400, 'feature Area: "33958" is not a number',
+         as_json({"data": [["33958", *EXAMPLE_ROW[1:]]]})),
+    post("null-in-string", "/predict", 400, "feature Perimeter: null is not a number",
+         as_json({"data": json.dumps([[EXAMPLE_ROW[0], None, *EXAMPLE_ROW[2:]]])})),
+    post("data-is-null", "/predict", 400, "data.list[any]: Input should be a valid array", as_json({"data": None})),
+    post("store-is-null", "/predict", 400, "store: Input should be a valid boolean",
+         as_json({"data": [EXAMPLE_ROW], "store": None})),
+    post("classify-null-feature", "/v1/classify", 400, "beans.0.Area: Input should be a valid number",
+         as_json({"beans": [{**EXAMPLE_BEAN, "Area": None}]})),
+    post("classify-beans-null", "/v1/classify", 400, "beans: Input should be a valid array",
+         as_json({"beans": None})),
+    # NaN and Infinity: raw literals in the body (not JSON, but Python's parsers take them), and in the string
+    post("raw-nan", "/predict", 400, errors.NOT_FINITE.format(row=1, feature="Area", value="nan"),
+         f'{{"data": {rows_text("NaN")}}}'.encode()),
+    post("raw-infinity", "/predict", 400, "feature Area: inf is not a finite number",
+         f'{{"data": {rows_text("Infinity")}}}'.encode()),
+    post("raw-minus-infinity", "/predict", 400, "feature Area: -inf is not a finite number",
+         f'{{"data": {rows_text("-Infinity")}}}'.encode()),
+    post("nan-in-string", "/predict", 400, "NaN is not a number JSON allows", as_json({"data": rows_text("NaN")})),
+    post("infinity-in-string", "/predict", 400, "-Infinity is not a number JSON allows",
+         as_json({"data": rows_text("-Infinity")})),
+    post("classify-raw-nan", "/v1/classify", 400, "beans.0.Area: Input should be a finite number",
+         bean_with_area("NaN")),
+    post("classify-raw-infinity", "/v1/classify", 400, "beans.0.Area: Input should be a finite number",
+         bean_with_area("Infinity")),
+    # Numbers beyond float64
+    post("raw-1e400", "/predict", 400, "feature Area: inf is not a finite number",
+         f'{{"data": {rows_text("1e400")}}}'.encode()),
+    post("raw-10-to-the-400", "/predict", 400, "feature Area: 1" + "0" * 400 + " is not a finite number",
+         f'{{"data": {rows_text(str(10**400))}}}'.encode()),
+    post("1e400-in-string", "/predict", 400, "feature Area: inf is not a finite number",
+         as_json({"data": rows_text("1e400")})),
+    post("10-to-the-400-in-string", "/predict", 400, "is not a finite number",
+         as_json({"data": rows_text(str(10**400))})),
+    post("5000-digit-integer-in-string", "/predict", 400, NOT_JSON, as_json({"data": rows_text("9" * 5000)})),
+    post("classify-1e400", "/v1/classify", 400, "beans.0.Area: Input should be a finite number",
+         bean_with_area("1e400")),
+    post("classify-10-to-the-400", "/v1/classify", 400, "beans.0.Area: Input should be a finite number",
+         bean_with_area(str(10**400))),
+    # Finite, but so large that scaling the feature overflows float64
+    post("1e306-shape-factor", "/predict", 400, "ShapeFactor1",
+         as_json({"data": [[*EXAMPLE_ROW[:12], 1e306, *EXAMPLE_ROW[13:]]]})),
+    post("classify-1e306-shape-factor", "/v1/classify", 400, "ShapeFactor1",
+         as_json({"beans": [{**EXAMPLE_BEAN, "ShapeFactor1": 1e306}]})),
+    # Nothing to classify
+    post("empty-list", "/predict", 400, errors.NO_BEANS, as_json({"data": []})),
+    post("empty-list-in-string", "/predict", 400, errors.NO_BEANS, as_json({"data": "[]"})),
+    post("classify-no-beans", "/v1/classify", 400, "beans: List should have at least 1 item", as_json({"beans": []})),
+    # Nesting too deep
+    post("nested-10000-in-body", "/predict", 400, "Invalid JSON: recursion limit exceeded",
+         f'{{"data": {nested(10_000)}}}'.encode()),
+    post("nested-10000-in-string", "/predict", 400, "recursion", as_json({"data": nested(10_000)})),
+    post("classify-nested-10000", "/v1/classify", 400, "Invalid JSON: recursion limit exceeded",
+         f'{{"beans": {nested(10_000)}}}'.encode()),
+    post("rows-nested-one-level-too-deep", "/predict", 400, "row 1 has 1 features",
+         as_json({"data": [[EXAMPLE_ROW]]})),
+    # A data string that is not JSON rows
+    post("data-string-not-json", "/predict", 400, NOT_JSON, as_json({"data": "33958.0, 677.1"})),
+    post("data-string-empty", "/predict", 400, NOT_JSON, as_json({"data": ""})),
+    post("data-string-is-object", "/predict", 400, errors.DATA_NOT_A_LIST, as_json({"data": '{"Area": 1}'})),
+    # Unknown fields
+    post("unknown-field", "/predict", 400, "debug", as_json({"data": [EXAMPLE_ROW], "debug": True})),
+    post("classify-unknown-feature", "/v1/classify", 400, "beans.0.Colour: Extra inputs are not permitted",
+         as_json({"beans": [{**EXAMPLE_BEAN, "Colour": 1.0}]})),
+    # SQL where a value, a field name or a filter belongs
+    post("sql-as-value", "/predict", 400, errors.NOT_A_NUMBER.format(row=1, feature="Area", value=json.dumps(SQL)),
+         as_json({"data": [[SQL, *EXAMPLE_ROW[1:]]]})),
+    post("sql-as-data", "/predict", 400, NOT_JSON, as_json({"data": SQL})),
+    post("sql-as-field-name", "/v1/classify", 400, f"beans.0.{SQL}: Extra inputs are not permitted",
+         as_json({"beans": [{**EXAMPLE_BEAN, SQL: 1.0}]})),
+    query("sql-as-variety", "query.variety: Input should be 'BARBUNYA'", variety=SQL),
+    query("sql-as-limit", "query.limit: Input should be a valid integer", limit=f"1; {SQL}"),
+    # Bad query parameters
+    query("limit-zero", "query.limit: Input should be greater than or equal to 1", limit="0"),
+    query("limit-over-1000", "query.limit: Input should be less than or equal to 1000", limit="1001"),
+    query("limit-fractional", "query.limit: Input should be a valid integer", limit="1.5"),
+    query("offset-negative", "query.offset: Input should be greater than or equal to 0", offset="-1"),
+    query("offset-beyond-bigint", "query.offset", offset=str(2**64)),
+    query("variety-lower-case", "query.variety", variety="sira"),
+    # Wrong methods and paths
+    BadRequest("get-predict", "GET", "/predict", 405, "Method Not Allowed", content_type=None),
+    BadRequest("put-classify", "PUT", "/v1/classify", 405, "Method Not Allowed", beans_body(1)),
+    BadRequest("delete-predictions", "DELETE", "/v1/predictions", 405, "Method Not Allowed", content_type=None),
+    post("post-counts", "/v1/predictions/counts", 405, "Method Not Allowed", b"{}"),
+    BadRequest("put-counts", "PUT", "/v1/predictions/counts", 405, "Method Not Allowed", b"{}"),
+    BadRequest("unknown-path", "GET", "/v2/predictions", 404, "Not Found", content_type=None),
+    BadRequest("prediction-by-id", "GET", "/v1/predictions/1", 404, "Not Found", content_type=None),
+    # Over the default limits
+    post("10001-beans", "/predict", 413, errors.TOO_MANY_BEANS.format(count=10_001, limit=DEFAULT_MAX_BEANS),
+         as_json({"data": [EXAMPLE_ROW] * (DEFAULT_MAX_BEANS + 1)})),
+    post("classify-10001-beans", "/v1/classify", 413,
+         errors.TOO_MANY_BEANS.format(count=10_001, limit=DEFAULT_MAX_BEANS), beans_body(DEFAULT_MAX_BEANS + 1)),
+    post("body-over-16-mib", "/predict", 413, errors.BODY_TOO_LARGE.format(limit=DEFAULT_MAX_BODY_BYTES),
+         as_json({"data": " " * DEFAULT_MAX_BODY_BYTES})),
+]
+
+LIMITED_BODY = errors.BODY_TOO_LARGE.format(limit=4096)
+LIMITED_BEANS = errors.TOO_MANY_BEANS.format(count=4, limit=3)
+OVER_LIMITS: list[BadRequest] = [
+    post("4-beans", "/predict", 413, LIMITED_BEANS, as_json({"data": [EXAMPLE_ROW] * 4})),
+    post("4-beans-in-string", "/predict", 413, LIMITED_BEANS, as_json({"data": json.dumps([EXAMPLE_ROW] * 4)})),
+    post("classify-4-beans", "/v1/classify", 413, LIMITED_BEANS, beans_body(4)),
+    post("body-over-limit", "/predict", 413, LIMITED_BODY, as_json({"data": " " * 5000})),
+    post("classify-body-over-limit", "/v1/classify", 413, LIMITED_BODY, beans_body(20)),
+    post("chunked-body-over-limit", "/predict", 413, LIMITED_BODY, as_json({"data": " " * 5000}), chunked=True),
+    post("nested-10000-over-limit", "/predict", 413, LIMITED_BODY, f'{{"data": {nested(10_000)}}}'.encode()),
+]
