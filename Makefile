@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: serve model test lint clean
+.PHONY: serve model test lint audit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+
+## audit: pip-audit over the dependencies, bandit over the code (exit 2: no vulnerability feed reachable)
+audit: $(VENV)/.installed
+	VENV=$(VENV) bash tests/audit.sh
+
+## bench: the benchmark harness (needs wrk and MariaDB; see README), results in tests/benchmarks/results/
+bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m tests.benchmarks.run
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache .mypy_cache

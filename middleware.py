@@ -21,15 +21,19 @@ CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 413:
 class RequestGuard:
     """Refuse bodies over `max_body_bytes` with 413; reshape 4xx answers into the project's error object."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, json_paths: frozenset[str]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.json_paths = json_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if scope["method"] == "POST" and scope["path"] in self.json_paths and not _is_json(headers):
+            await _send_json(send, 415, errors.error_body(errors.UNSUPPORTED_MEDIA_TYPE, CODES[415]))
+            return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(send)
@@ -57,6 +61,11 @@ class RequestGuard:
     async def _too_large(self, send: Send) -> None:
         message = errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes)
         await _send_json(send, 413, errors.error_body(message, CODES[413]))
+
+
+def _is_json(headers: dict[bytes, bytes]) -> bool:
+    media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    return media_type == b"application/json"
 
 
 def _replay(body: bytes) -> Receive:
@@ -100,25 +109,27 @@ def reshape(status: int, body: bytes) -> dict[str, Any]:
     code = CODES.get(status, "client_error")
     try:
         payload: Any = json.loads(body)
-    except ValueError:
-        return errors.error_body(body.decode(errors="replace").strip() or f"HTTP {status}", code)
+    except (ValueError, RecursionError):
+        return errors.error_body(body.decode(errors="replace").strip()[:500] or f"HTTP {status}", code)
     if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
         payload = payload[0]  # BentoML's [{"error": ...}]
     if not isinstance(payload, dict):
-        return errors.error_body(str(payload), code)
+        return errors.error_body(str(payload) or f"HTTP {status}", code)
     detail = payload.get("detail")
     if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "loc" in detail[0]:
         return errors.error_body(_summarise(detail), code, detail)  # pydantic (BentoML or FastAPI)
-    if "error" in payload and "code" in payload:
-        return payload
-    return errors.error_body(str(payload.get("error") or detail or payload), code)
+    message, given_code = payload.get("error"), payload.get("code")
+    if isinstance(message, str) and message and isinstance(given_code, str):  # ours already
+        return errors.error_body(message, given_code, detail)
+    return errors.error_body(str(message or detail or payload), code)
 
 
 def _summarise(problems: list[dict[str, Any]]) -> str:
     parts = []
     for problem in problems[:3]:
         where = ".".join(str(part) for part in problem.get("loc", ()) if part not in ("body",))
-        parts.append(f"{where}: {problem.get('msg', 'invalid')}" if where else str(problem.get("msg")))
+        message = str(problem.get("msg") or "invalid value")
+        parts.append(f"{where}: {message}" if where else message)
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return "; ".join(parts) + more
 

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 import errors
-from data.schema import FEATURES
+from data.schema import FEATURES, MAX_MAGNITUDE
 from schemas import Bean
 
 Matrix = npt.NDArray[np.float64]
@@ -40,6 +40,9 @@ def tutorial_rows(data: str | list[Any], max_beans: int) -> Matrix:
                                                                      value=json.dumps(value)))
             if not _is_finite(value):
                 raise errors.InvalidInput(errors.NOT_FINITE.format(row=number, feature=feature, value=value))
+            if abs(value) > MAX_MAGNITUDE:
+                raise errors.InvalidInput(errors.OUT_OF_RANGE.format(row=number, feature=feature, value=value,
+                                                                     limit=MAX_MAGNITUDE))
     return np.array(data, dtype=np.float64)
 
 

@@ -45,12 +45,13 @@ class PredictionRecorder:
         self._writer = writer
         self._model_tag = model_tag
 
-    async def record(self, rows: npt.NDArray[np.float64], labels: Sequence[str] | npt.NDArray[np.str_]) -> Recorded:
+    async def record(self, rows: npt.NDArray[np.float64], labels: Sequence[str] | npt.NDArray[np.str_], *,
+                     want_ids: bool = False) -> Recorded:
         """Store one request's predictions; StoreUnavailable when neither database nor spool can take them."""
         request_id = new_request_id()
         records = prediction_records(request_id, self._model_tag, rows, labels)
         try:
-            written = await self._writer.write(records)
+            written = await self._writer.write(records, want_ids=want_ids)
         except OSError:  # neither the database nor the spool could take them
             raise errors.StoreUnavailable(errors.STORE_UNAVAILABLE) from None
         return Recorded(request_id, written.status, [written.ids.get(record.key) for record in records])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from data.schema import FEATURES
+from data.schema import FEATURES, MAX_MAGNITUDE
 
 EXAMPLE_ROW = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82, 0.99, 0.93, 0.82, 0.01, 0.0,
                0.67, 1.0]  # the tutorial's example bean: a DERMASON
@@ -17,7 +18,8 @@ StoreStatus = Literal["committed", "spooled", "skipped"]
 
 
 def _feature(description: str, name: str) -> float:
-    return Field(description=description, examples=[EXAMPLE_BEAN[name]])  # type: ignore[no-any-return]
+    return Field(description=description, examples=[EXAMPLE_BEAN[name]],  # type: ignore[no-any-return]
+                 ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
 
 
 class Bean(BaseModel):
@@ -72,6 +74,16 @@ class ClassifyResponse(BaseModel):
                                             "down, the rows are on local disk and will be written when it returns; "
                                             "skipped: store was false")
     predictions: list[BeanPrediction]
+
+
+class TutorialRequest(BaseModel):
+    """The tutorial's request: rows of 16 features, and whether to record the predictions."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt "store" must not silently store
+
+    data: str | list[Any] = Field(description="rows of 16 features: a JSON-encoded string, as the tutorial sent "
+                                              "it, or a plain JSON array", examples=[json.dumps([EXAMPLE_ROW])])
+    store: bool = Field(True, description="record the predictions in the database")
 
 
 class TutorialResponse(BaseModel):

@@ -5,13 +5,12 @@ import json
 from datetime import UTC
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import bentoml
 from fastapi import FastAPI, Query
-from pydantic import Field
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse
@@ -31,13 +30,13 @@ from errors import answers_errors, error_response, logger, quiet_client_errors
 from middleware import ReadinessProbe, RequestGuard
 from recording import PredictionRecorder, Recorded
 from schemas import (
-    EXAMPLE_ROW,
     BeanPrediction,
     ClassifyRequest,
     ClassifyResponse,
     PredictionPage,
     Readiness,
     StoredPrediction,
+    TutorialRequest,
     TutorialResponse,
     VarietyCounts,
 )
@@ -49,8 +48,8 @@ SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "m
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
 
 
-@web.exception_handler(SQLAlchemyError)
-async def database_unavailable(_request: Request, error: SQLAlchemyError) -> JSONResponse:
+@web.exception_handler(OperationalError)
+async def database_unavailable(_request: Request, error: OperationalError) -> JSONResponse:
     """Reads while the database is down: 503, no traceback."""
     logger.warning("read failed, the database is unavailable: %s", type(error).__name__)
     return error_response(errors.StoreUnavailable(errors.DATABASE_UNAVAILABLE))
@@ -77,27 +76,20 @@ class DryBeans:
             except OperationalError as exc:  # serve anyway: predictions are spooled until the database is back
                 logger.warning("database unreachable at start-up, schema not migrated: %s", type(exc).__name__)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = GroupCommitWriter(self.sessions, Spool(settings.spool_dir))
+        self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir))
         self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
 
     @bentoml.api(route="/predict")
     @answers_errors
-    async def predict(
-        self,
-        data: Annotated[str | list[Any], Field(description="rows of 16 features: a JSON-encoded string, as the "
-                                               "tutorial sent it, or a plain JSON array",
-                                               examples=[json.dumps([EXAMPLE_ROW])])],
-        store: Annotated[bool, Field(description="record the predictions in the database")] = True,
-        ctx: bentoml.Context = None,  # type: ignore[assignment]  # BentoML passes it
-    ) -> TutorialResponse:
+    async def predict(self, request: TutorialRequest, /, ctx: bentoml.Context) -> TutorialResponse:
         """The tutorial's endpoint: labels as a JSON-encoded string.
 
         Headers tell what became of the predictions: X-Prediction-Store (committed, spooled or skipped) and
         X-Request-ID (their request_id in table drybeans).
         """
-        rows = parsing.tutorial_rows(data, self.max_beans)
+        rows = parsing.tutorial_rows(request.data, self.max_beans)
         labels, _scores = self.classifier.classify(rows)
-        recorded = await self.recorder.record(rows, labels) if store else Recorded("", "skipped")
+        recorded = await self.recorder.record(rows, labels) if request.store else Recorded("", "skipped")
         ctx.response.metadata["X-Prediction-Store"] = recorded.status
         if recorded.request_id:
             ctx.response.metadata["X-Request-ID"] = recorded.request_id
@@ -109,7 +101,8 @@ class DryBeans:
         """Classify named beans: each bean's label and per-variety scores, and the ids of the stored records."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
         labels, scores = self.classifier.classify(rows)
-        recorded = await self.recorder.record(rows, labels) if request.store else Recorded("", "skipped")
+        recorded = (await self.recorder.record(rows, labels, want_ids=True) if request.store
+                    else Recorded("", "skipped"))
         ids = recorded.ids or [None] * len(labels)
         return ClassifyResponse(
             model=self.classifier.tag,
@@ -134,7 +127,7 @@ class DryBeans:
     def predictions(
         self,
         limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 50,
-        offset: Annotated[int, Query(ge=0, description="rows to skip, newest first")] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000, description="rows to skip, newest first")] = 0,
         variety: Annotated[Literal[CLASSES] | None, Query(description="only this variety")] = None,  # type: ignore[valid-type]
     ) -> PredictionPage:
         """Recorded predictions, newest first."""
@@ -192,5 +185,6 @@ def stored_prediction(row: Prediction) -> StoredPrediction:
 
 quiet_client_errors()
 # The decorators made DryBeans a bentoml Service, which the type checker cannot see.
-DryBeans.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard, max_body_bytes=get_settings().max_body_bytes, json_paths=frozenset({"/predict", "/v1/classify"}))
 DryBeans.add_asgi_middleware(ReadinessProbe)  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -16,12 +17,14 @@ TIMEOUT_SECONDS = 60
 
 def download_archive(url: str, directory: Path, expected_sha256: str = ARFF_SHA256) -> Path:
     """Fetch the zip into `directory`, keeping it only if its ARFF matches the published checksum."""
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / ARCHIVE_NAME
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DatasetError(target, f"DRYBEAN_DATA_URL must be an http(s) URL, not {url!r}")
+    directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".part", delete=False) as part:
         partial = Path(part.name)
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (http(s) only)
+            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310  (scheme checked above)
                 while chunk := response.read(1 << 16):
                     part.write(chunk)
         except OSError as exc:

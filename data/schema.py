@@ -10,6 +10,9 @@ FEATURES: tuple[str, ...] = (
 LABEL = "Class"
 CLASSES: tuple[str, ...] = ("BARBUNYA", "BOMBAY", "CALI", "DERMASON", "HOROZ", "SEKER", "SIRA")
 ROWS = 13_611
+# Beyond any measurement of a bean (areas are ~10^5 pixels, shape factors < 1), and small enough that scaling and the
+# model's dot products stay finite: a value outside ±MAX_MAGNITUDE is refused, not classified.
+MAX_MAGNITUDE = 1e15
 
 # SHA-256 of the ARFF file inside the UCI archive, as published at
 # https://archive.ics.uci.edu/dataset/602/dry+bean+dataset (the zip also holds an XLSX copy).

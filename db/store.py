@@ -1,4 +1,4 @@
-"""Writes and reads of recorded predictions. The caller owns the transaction (`with Session.begin()`)."""
+"""Writes and reads of recorded predictions. The caller owns the transaction (`with connection.begin()`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from db.models import FEATURE_COLUMNS, Prediction
 
+PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]  # Core inserts: no ORM bookkeeping per row
 RecordKey = tuple[str, int]  # (request_id, bean_index): the idempotency key of a record
 
 
@@ -39,22 +40,23 @@ class PredictionRecord:
         }
 
 
-def insert_predictions(session: Session, records: Sequence[PredictionRecord], *, skip_existing: bool = False) -> None:
+def insert_predictions(connection: Connection, records: Sequence[PredictionRecord], *,
+                       skip_existing: bool = False) -> None:
     """Insert records in one multi-row statement.
 
     `skip_existing` makes the write idempotent (a replay after an outage): records whose key is already
     stored are left as they are.
     """
-    statement = insert(Prediction)
+    statement = insert(PREDICTIONS)
     if skip_existing:
         statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
-    session.execute(statement, [record.as_row() for record in records])
+    connection.execute(statement, [record.as_row() for record in records])
 
 
-def stored_ids(session: Session, request_ids: set[str]) -> dict[RecordKey, int]:
+def stored_ids(connection: Connection, request_ids: set[str]) -> dict[RecordKey, int]:
     """Ids of the stored records of some requests."""
-    rows = session.execute(select(Prediction.request_id, Prediction.bean_index, Prediction.id)
-                           .where(Prediction.request_id.in_(request_ids)))
+    rows = connection.execute(select(Prediction.request_id, Prediction.bean_index, Prediction.id)
+                              .where(Prediction.request_id.in_(request_ids)))
     return {(request_id, index): id_ for request_id, index, id_ in rows if request_id is not None and index is not None}
 
 

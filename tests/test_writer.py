@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.orm import Session
 
 from db.base import Base
 from db.models import Prediction
@@ -32,10 +32,10 @@ async def _write_concurrently(engine: Engine, spool: Spool, requests: int,
         commits += 1
 
     event.listen(engine, "commit", count)
-    writer = GroupCommitWriter(sessionmaker(engine), spool)
+    writer = GroupCommitWriter(engine, spool)
     try:
         batches = [_records(f"req{r:04d}", per_request) for r in range(requests)]
-        results = await asyncio.gather(*(writer.write(batch) for batch in batches))
+        results = await asyncio.gather(*(writer.write(batch, want_ids=True) for batch in batches))
     finally:
         writer.close()
     assert {result.status for result in results} == {"committed"}
@@ -71,7 +71,7 @@ def test_writes_the_database_refuses_are_spooled_then_replayed_exactly_once(tmp_
     spool = Spool(tmp_path / "spool")
 
     async def write_twice_then_create_the_table() -> list[WriteResult]:
-        writer = GroupCommitWriter(sessionmaker(engine), spool)
+        writer = GroupCommitWriter(engine, spool)
         try:
             results = [await writer.write(_records("a", 2)), await writer.write(_records("b", 3))]
             assert spool.depth() == 5
@@ -99,7 +99,7 @@ def test_a_write_neither_database_nor_spool_can_take_fails(tmp_path: Path) -> No
     (tmp_path / "spool").write_text("a file where the spool directory was")
 
     async def attempt() -> None:
-        writer = GroupCommitWriter(sessionmaker(engine), spool)
+        writer = GroupCommitWriter(engine, spool)
         try:
             await writer.write(_records("r", 1))
         finally:
@@ -111,12 +111,34 @@ def test_a_write_neither_database_nor_spool_can_take_fails(tmp_path: Path) -> No
 
 def test_replaying_records_is_idempotent(engine: Engine) -> None:
     records = _records("replayed", 4)
-    with sessionmaker(engine).begin() as session:
-        insert_predictions(session, records)
-        first = stored_ids(session, {"replayed"})
-    with sessionmaker(engine).begin() as session:
-        insert_predictions(session, [*records, *_records("new", 1)], skip_existing=True)
-        second = stored_ids(session, {"replayed", "new"})
+    with engine.begin() as connection:
+        insert_predictions(connection, records)
+        first = stored_ids(connection, {"replayed"})
+    with engine.begin() as connection:
+        insert_predictions(connection, [*records, *_records("new", 1)], skip_existing=True)
+        second = stored_ids(connection, {"replayed", "new"})
     assert {k: second[k] for k in first} == first and len(second) == 5
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Prediction)) == 5
+
+
+def test_a_connection_the_server_dropped_is_replaced_without_spooling(mysql_db: MySQLDatabase, tmp_path: Path) -> None:
+    engine = mysql_db.engine()
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    spool = Spool(tmp_path / "spool")
+
+    async def write_kill_write() -> list[WriteResult]:
+        writer = GroupCommitWriter(engine, spool)
+        try:
+            first = await writer.write(_records("before", 1))
+            with engine.connect() as admin:  # the server ends the writer's idle connection, as wait_timeout does
+                for (thread_id,) in admin.execute(text("SELECT id FROM information_schema.processlist "
+                                                       "WHERE db = DATABASE() AND id <> CONNECTION_ID()")):
+                    admin.execute(text(f"KILL {int(thread_id)}"))
+            return [first, await writer.write(_records("after", 1))]
+        finally:
+            writer.close()
+
+    assert [result.status for result in asyncio.run(write_kill_write())] == ["committed", "committed"]
+    assert spool.depth() == 0
