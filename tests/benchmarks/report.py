@@ -1,0 +1,241 @@
+"""The benchmark's results: what was measured, the issue's targets, and their markdown and JSON forms."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+OURS, MINIMAL, TUTORIAL = "drybeans", "minimal BentoML", "tutorial Flask"
+ONE_BEAN = "one bean @32"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured load scenario on one server."""
+
+    server: str
+    name: str  # e.g. "one bean @32", "10,000 beans x5"
+    store: bool
+    beans_per_request: int
+    connections: int
+    requests: int
+    seconds: float
+    ok: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    rows_stored: int
+    server_cpu_cores: float
+    database_cpu_cores: float
+    other_cpu_cores: float  # the rest of the machine: the load generator, and anything else running (noise)
+    worker_cpu_cores: tuple[float, ...]  # each BentoML worker's share of server_cpu_cores
+
+    @property
+    def requests_per_server_core(self) -> float:
+        """Requests per second of server CPU: throughput corrected for the CPU the server actually got."""
+        return self.requests / (self.server_cpu_cores * self.seconds) if self.server_cpu_cores else 0.0
+
+    @property
+    def requests_per_second(self) -> float:
+        """Completed requests per second."""
+        return self.requests / self.seconds
+
+    @property
+    def beans_per_second(self) -> float:
+        """Beans classified per second, end to end, counting only 2xx answers."""
+        return self.ok * self.beans_per_request / self.seconds
+
+    @property
+    def rows_expected(self) -> int:
+        """Rows the 2xx answers promised: every bean of every answered request, when stored."""
+        return self.ok * self.beans_per_request if self.store else 0
+
+
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    header: dict[str, str]
+    settings: dict[str, object]
+    scenarios: list[Scenario] = field(default_factory=list)
+    training: dict[str, float | str] = field(default_factory=dict)
+    cold_start_seconds: dict[str, float] = field(default_factory=dict)
+    memory_mib: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    profile: dict[str, object] = field(default_factory=dict)
+
+    def find(self, server: str, name: str, *, store: bool) -> Scenario | None:
+        """The scenario measured on `server` under `name` with this `store` flag, if it ran."""
+        return next((s for s in self.scenarios if (s.server, s.name, s.store) == (server, name, store)), None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets and whether this run met it (None: not measured)."""
+
+    description: str
+    measured: str
+    met: bool | None
+
+
+def machine_header() -> dict[str, str]:
+    """Date, machine, versions and commit, so that a result can be told apart from another."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{_nproc()} CPUs ({cpu}), {memory_kib / 1024**2:.1f} GiB memory",
+        "load average at start (1, 5, 15 min)": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "versions": f"python {platform.python_version()}, bentoml {version('bentoml')}, "
+                    f"scikit-learn {version('scikit-learn')}, wrk {_wrk_version()}",
+        "commit": _git_commit(),
+    }
+
+
+def _nproc() -> str:
+    return subprocess.run(["nproc"], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+
+
+def _wrk_version() -> str:
+    output = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    return output.split()[1] if len(output.split()) > 1 else "?"
+
+
+def _git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10,
+                              check=False).stdout.strip()
+
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}"
+
+
+def ratios(results: Results) -> dict[str, float | None]:
+    """Throughput ratios of our store:true one-bean scenario against the baselines measured in the same run."""
+    ours = results.find(OURS, ONE_BEAN, store=True)
+    minimal = results.find(MINIMAL, ONE_BEAN, store=False)
+    tutorial = results.find(TUTORIAL, ONE_BEAN, store=False)
+    return {
+        "ours(store:true) / minimal": _ratio(ours, minimal),
+        "ours(store:true) / tutorial(store:false)": _ratio(ours, tutorial),
+        "per server CPU-second: ours(store:true) / minimal": _ratio(ours, minimal, per_core=True),
+        "per server CPU-second: ours(store:true) / tutorial(store:false)": _ratio(ours, tutorial, per_core=True),
+    }
+
+
+def _ratio(numerator: Scenario | None, denominator: Scenario | None, *, per_core: bool = False) -> float | None:
+    if numerator is None or denominator is None:
+        return None
+    if per_core:
+        top, bottom = numerator.requests_per_server_core, denominator.requests_per_server_core
+    else:
+        top, bottom = numerator.requests_per_second, denominator.requests_per_second
+    return top / bottom if bottom else None
+
+
+def targets(results: Results) -> list[Target]:
+    """The issue's targets, each met, not met, or not measured in this run."""
+    ours = results.find(OURS, ONE_BEAN, store=True)
+    found = ratios(results)
+    big_false = results.find(OURS, "10,000 beans", store=False)
+    big_true = results.find(OURS, "10,000 beans", store=True)
+    training = results.training.get("train.py wall seconds")
+    cold = results.cold_start_seconds.get(OURS)
+    return [
+        _at_least("one bean store:true @32 ≥ 0.9x minimal", found["ours(store:true) / minimal"], 0.9, "x"),
+        _at_least("one bean store:true @32 ≥ 1.5x tutorial store:false",
+                  found["ours(store:true) / tutorial(store:false)"], 1.5, "x"),
+        _below("one bean store:true @32: p99 < 100 ms", ours and ours.p99_ms, 100, " ms"),
+        Target("one bean store:true @32: 0 errors", f"{ours.errors:,}" if ours else "not measured",
+               ours.errors == 0 if ours else None),
+        Target("one bean store:true @32: every row stored",
+               f"{ours.rows_stored:,} rows for {ours.rows_expected:,} answered" if ours else "not measured",
+               ours.rows_stored >= ours.rows_expected if ours else None),
+        _at_least("10,000 beans store:false ≥ 100,000 beans/s", big_false and big_false.beans_per_second,
+                  100_000, " beans/s"),
+        _at_least("10,000 beans store:true ≥ 20,000 beans/s", big_true and big_true.beans_per_second, 20_000,
+                  " beans/s"),
+        _below("training (train.py, wall) < 5 s", training if isinstance(training, float) else None, 5, " s"),
+        _below("cold start (launch to /readyz 200) < 4 s", cold, 4, " s"),
+    ]
+
+
+def _at_least(description: str, value: float | None, bound: float, unit: str) -> Target:
+    if value is None:
+        return Target(description, "not measured", None)
+    return Target(description, f"{_number(value)}{unit}", value >= bound)
+
+
+def _below(description: str, value: float | None, bound: float, unit: str) -> Target:
+    if value is None:
+        return Target(description, "not measured", None)
+    return Target(description, f"{_number(value)}{unit}", value < bound)
+
+
+def _number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def to_markdown(results: Results) -> str:
+    """The whole report as markdown."""
+    lines = ["# Benchmark results", ""]
+    lines += [f"- {key}: {value}" for key, value in results.header.items()]
+    lines += [f"- settings: {', '.join(f'{k} {v}' for k, v in results.settings.items())}", ""]
+    lines += ["## Load", "", "| server | scenario | store | requests | req/s | beans/s | p50 ms | p99 ms | errors "
+              "| rows stored / expected | CPU cores: server (per worker) | DB | rest of machine "
+              "| req per server CPU-s |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [_scenario_row(scenario) for scenario in results.scenarios]
+    lines += ["", "## Training, start, memory", "", "| measure | value |", "| --- | --- |"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in results.training.items()]
+    lines += [f"| cold start, {server} (launch to ready) | {seconds:.2f} s |"
+              for server, seconds in results.cold_start_seconds.items()]
+    lines += [f"| memory, {server} worker {index} | RSS {worker['rss_mib']:.0f} MiB, PSS {worker['pss_mib']:.0f} MiB |"
+              for server, workers in results.memory_mib.items() for index, worker in enumerate(workers, start=1)]
+    lines += ["", "## Ratios (same run; the targets use req/s, per CPU-second discounts other load)", "",
+              "| ratio | value |", "| --- | ---: |"]
+    lines += [f"| {name} | {'not measured' if value is None else f'{value:.2f}x'} |"
+              for name, value in ratios(results).items()]
+    lines += ["", "## The issue's targets", "", "| target | measured | met |", "| --- | ---: | --- |"]
+    lines += [f"| {t.description} | {t.measured} | {_verdict(t.met)} |" for t in targets(results)]
+    return "\n".join(lines) + "\n"
+
+
+def _scenario_row(s: Scenario) -> str:
+    rows = f"{s.rows_stored:,} / {s.rows_expected:,}"
+    return (f"| {s.server} | {s.name} | {str(s.store).lower()} | {s.requests:,} | {s.requests_per_second:,.0f} "
+            f"| {s.beans_per_second:,.0f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.errors:,} | {rows} "
+            f"| {_cores(s)} | {s.database_cpu_cores:.2f} | {s.other_cpu_cores:.2f} "
+            f"| {s.requests_per_server_core:,.0f} |")
+
+
+def _cores(s: Scenario) -> str:
+    workers = " + ".join(f"{value:.2f}" for value in s.worker_cpu_cores)
+    return f"{s.server_cpu_cores:.2f} ({workers})" if workers else f"{s.server_cpu_cores:.2f}"
+
+
+def _cell(value: float | str) -> str:
+    return f"{value:.2f} s" if isinstance(value, float) else value
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[met]
+
+
+def to_json(results: Results) -> dict[str, object]:
+    """The whole report as plain data, with the derived figures spelled out."""
+    scenarios = [{**asdict(s), "requests_per_second": s.requests_per_second, "beans_per_second": s.beans_per_second,
+                  "rows_expected": s.rows_expected, "requests_per_server_core": s.requests_per_server_core}
+                 for s in results.scenarios]
+    return {"header": results.header, "settings": results.settings, "scenarios": scenarios,
+            "training": results.training, "cold_start_seconds": results.cold_start_seconds,
+            "memory_mib": results.memory_mib, "ratios": ratios(results),
+            "targets": [asdict(t) for t in targets(results)], "profile": results.profile}

@@ -1,0 +1,372 @@
+"""The benchmark harness (issue "Performance"): our service against MySQL, beside the tutorial and a minimal service.
+
+    .venv/bin/python -m tests.benchmarks.run [--duration 10] [--scenarios ours minimal tutorial profile]
+
+Trains a model into a throwaway BentoML home, then starts each server in turn (never two at once) against its own
+throwaway MariaDB database, warms it up, drives it with wrk (small requests, 32 connections) and httpx (large
+requests, one at a time), and writes tests/benchmarks/results/results.md and results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import sklearn
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import ProgrammingError
+
+from data import read_dataset
+from tests.benchmarks import load, processes, pyspy
+from tests.benchmarks.report import MINIMAL, ONE_BEAN, OURS, TUTORIAL, Results, Scenario, machine_header
+from tests.benchmarks.report import to_json as results_json
+from tests.benchmarks.report import to_markdown as results_markdown
+from tests.servers import BENTOML, MySQLDatabase, mysql_database
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+TUTORIAL_APP = HERE / "tutorial_app"
+DEFAULT_DATA = Path(os.environ.get("DRYBEAN_DATA") or ROOT.parent / "shared" / "data" / "Dry_Bean_Dataset.csv")
+SCENARIOS = ("ours", "minimal", "tutorial", "profile")
+BATCH_SIZES = (1_000, 10_000)
+READY_TIMEOUT_SECONDS = 120
+TRAIN_TIMEOUT_SECONDS = 600
+TUTORIAL_FIT_TIMEOUT_SECONDS = 1800
+ROWS_SETTLE_SECONDS = 10
+PICK_WORKER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run, and for how long."""
+
+    duration: float
+    warmup: float
+    connections: int
+    batch_requests: int
+    scenarios: tuple[str, ...]
+    data: Path
+
+
+@dataclass
+class Bench:
+    """The state one run shares: options, results so far, where logs go, the BentoML home with the model."""
+
+    options: Options
+    results: Results
+    logs: Path
+    bentoml_home: Path
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10, help="seconds of each wrk run (default: 10)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load per server (default: 2)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default: 32)")
+    parser.add_argument("--batch-requests", type=int, default=5,
+                        help="sequential requests per large-request scenario (default: 5)")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+                        help="ours: one bean, 1,000 and 10,000 beans, cold start, memory; minimal and tutorial: "
+                             "the baselines; profile: py-spy on one of our workers under store:true load "
+                             "(default: all). Training always runs: it makes the model the servers load.")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"dataset CSV (default: {DEFAULT_DATA})")
+    args = parser.parse_args(argv)
+    return Options(args.duration, args.warmup, args.connections, args.batch_requests, tuple(args.scenarios),
+                   args.data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected scenarios, print the report and write it under results/."""
+    options = parse_args(argv)
+    load.wrk_path()  # fail before any work when wrk is missing
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that `finally` blocks stop servers and drop databases
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="drybeans-bench-") as scratch:
+        logs = RESULTS / "logs"
+        logs.mkdir(exist_ok=True)
+        settings: dict[str, object] = {"duration": f"{options.duration:g} s", "warm-up": f"{options.warmup:g} s",
+                                       "wrk": f"-t1 -c{options.connections}",
+                                       "large requests": f"{options.batch_requests} sequential each"}
+        bench = Bench(options, Results(machine_header(), settings), logs, Path(scratch) / "bentoml")
+        train(bench, Path(scratch) / "train-output")
+        if "ours" in options.scenarios or "profile" in options.scenarios:
+            bench_ours(bench)
+        if "minimal" in options.scenarios:
+            bench_minimal(bench)
+        if "tutorial" in options.scenarios:
+            bench_tutorial(bench)
+    write_results(bench.results)
+    return 0
+
+
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    sys.exit(128 + signal.SIGTERM)
+
+
+def train(bench: Bench, output: Path) -> None:
+    """Run `python train.py` as a user would, into the run's BentoML home; record wall time and its fit line."""
+    print("training: python train.py", flush=True)
+    env = {**os.environ, "DRYBEAN_DATA": str(bench.options.data), "BENTOML_HOME": str(bench.bentoml_home),
+           "BENTOML_DO_NOT_TRACK": "true"}
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "train.py", "--output", str(output)], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=TRAIN_TIMEOUT_SECONDS, check=False)
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"train.py failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    fit = re.search(r"^fit\s+([\d.]+) s", completed.stdout, re.MULTILINE)
+    bench.results.training["train.py wall seconds"] = wall
+    bench.results.training["train.py fit line"] = fit.group(0) if fit else "no fit line printed"
+
+
+def bench_ours(bench: Bench) -> None:
+    """Our service against MySQL: cold start, one bean at 32 connections, large requests, memory, profile."""
+    with mysql_database() as database, serve_bentoml(bench, OURS, ["serve"], database) as server:
+        engine = database.engine()
+        try:
+            bench.results.cold_start_seconds[OURS] = server.cold_start_seconds
+            warm_up(bench, server, "/predict")
+            if "ours" in bench.options.scenarios:
+                for store in (False, True):
+                    measure_one_bean(bench, server, OURS, store=store, engine=engine)
+                for beans in BATCH_SIZES:
+                    for store in (False, True):
+                        measure_large_requests(bench, server, beans, store=store, engine=engine)
+                record_memory(bench, server, OURS)
+            if "profile" in bench.options.scenarios:
+                profile_store_true(bench, server)
+        finally:
+            engine.dispose()
+
+
+def bench_minimal(bench: Bench) -> None:
+    """The minimal BentoML service (no database): one bean at 32 connections."""
+    with serve_bentoml(bench, MINIMAL, ["serve", "tests.benchmarks.minimal_service:Minimal"], None) as server:
+        bench.results.cold_start_seconds[MINIMAL] = server.cold_start_seconds
+        warm_up(bench, server, "/predict")
+        measure_one_bean(bench, server, MINIMAL, store=False, engine=None)
+        record_memory(bench, server, MINIMAL)
+
+
+def bench_tutorial(bench: Bench) -> None:
+    """The tutorial's Flask app as written, under Flask's threaded server: one bean, store false then true."""
+    if importlib.util.find_spec("flask") is None:
+        raise RuntimeError("flask not found: .venv/bin/pip install -e '.[bench]' (or .venv/bin/pip install flask)")
+    model_dir = tutorial_model(bench)
+    command = [sys.executable, "-m", "flask", "--app", str(TUTORIAL_APP / "app.py"), "run", "--host", "127.0.0.1",
+               "--port", "{port}"]
+    with mysql_database() as database, processes.running_server(
+            "tutorial", command, cwd=model_dir, env=database.env, probe="/", log_dir=bench.logs,
+            ready_timeout=READY_TIMEOUT_SECONDS) as server:
+        engine = database.engine()
+        try:
+            bench.results.cold_start_seconds[TUTORIAL] = server.cold_start_seconds
+            warm_up(bench, server, "/predict")
+            for store in (False, True):
+                measure_one_bean(bench, server, TUTORIAL, store=store, engine=engine)
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def serve_bentoml(bench: Bench, name: str, arguments: list[str],
+                  database: MySQLDatabase | None) -> Iterator[processes.RunningServer]:
+    """`bentoml <arguments>` from the project root, on the run's model store and `database` (if any)."""
+    env = {"BENTOML_HOME": str(bench.bentoml_home), "BENTOML_DO_NOT_TRACK": "true", "DATABASE_URL": "",
+           **(database.env if database else {})}
+    command = [str(BENTOML), *arguments, "--host", "127.0.0.1", "--port", "{port}"]
+    print(f"starting {name}", flush=True)
+    with processes.running_server(name.split()[0], command, cwd=ROOT, env=env, probe="/readyz", log_dir=bench.logs,
+                                  ready_timeout=READY_TIMEOUT_SECONDS) as server:
+        yield server
+
+
+def tutorial_model(bench: Bench) -> Path:
+    """A directory holding the tutorial's pickle `DryBeanSVM`, fitted as the tutorial did; cached under results/."""
+    directory = RESULTS / "tutorial-model" / f"sklearn-{sklearn.__version__}"
+    pickle_path = directory / "DryBeanSVM"
+    fit_record = directory / "fit.json"
+    if not pickle_path.exists():
+        print("fitting the tutorial's unscaled SVC once (about a minute; cached under results/)", flush=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / "DryBeanSVM.partial"
+        started = time.perf_counter()
+        completed = subprocess.run([sys.executable, str(TUTORIAL_APP / "train_model.py"), str(bench.options.data),
+                                    str(partial)], capture_output=True, text=True,
+                                   timeout=TUTORIAL_FIT_TIMEOUT_SECONDS, check=False)
+        if completed.returncode != 0:
+            raise RuntimeError(f"the tutorial's training failed:\n{completed.stderr[-3000:]}")
+        fit_record.write_text(json.dumps({"seconds": time.perf_counter() - started,
+                                          "printed": completed.stdout.strip()}))
+        partial.rename(pickle_path)
+    fitted = json.loads(fit_record.read_text())
+    bench.results.training["tutorial training script, wall seconds (cached run)"] = float(fitted["seconds"])
+    bench.results.training["tutorial training script printed"] = fitted["printed"]
+    return directory
+
+
+def warm_up(bench: Bench, server: processes.RunningServer, path: str) -> None:
+    """A short store:false load, so that measurements see a warm server."""
+    load.run_wrk(server.url + path, load.tutorial_body([load.EXAMPLE_BEAN], store=False),
+                 connections=bench.options.connections, seconds=bench.options.warmup)
+
+
+def measure_one_bean(bench: Bench, server: processes.RunningServer, name: str, *, store: bool,
+                     engine: Engine | None) -> None:
+    """One bean per request from `connections` wrk connections for `duration` seconds."""
+    body = load.tutorial_body([load.EXAMPLE_BEAN], store=store)
+    options = bench.options
+
+    def drive() -> load.LoadResult:
+        return load.run_wrk(server.url + "/predict", body, connections=options.connections, seconds=options.duration)
+
+    record_scenario(bench, server, name, ONE_BEAN, store, 1, options.connections, engine, drive)
+
+
+def measure_large_requests(bench: Bench, server: processes.RunningServer, beans: int, *, store: bool,
+                           engine: Engine) -> None:
+    """`batch_requests` sequential requests of `beans` real beans each (one unmeasured request first)."""
+    body = load.tutorial_body(sample_beans(bench.options.data, beans), store=store)
+    url = server.url + "/predict"
+    load.run_sequential(url, body, requests=1)
+
+    def drive() -> load.LoadResult:
+        return load.run_sequential(url, body, requests=bench.options.batch_requests)
+
+    record_scenario(bench, server, OURS, f"{beans:,} beans", store, beans, 1, engine, drive)
+
+
+def record_scenario(bench: Bench, server: processes.RunningServer, server_name: str, name: str, store: bool,
+                    beans: int, connections: int, engine: Engine | None, drive: Callable[[], load.LoadResult]) -> None:
+    """Run `drive` while counting CPU time (server, each worker, database, machine) and rows stored; keep it."""
+    print(f"  {server_name}: {name}, store {str(store).lower()}", flush=True)
+    rows_before = count_rows(engine)
+    groups = {"server": processes.server_pids(server), "database": processes.database_pids(),
+              **{str(pid): [pid] for pid in processes.worker_pids(server)}}
+    cpu_before = {group: processes.cpu_seconds(pids) for group, pids in groups.items()}
+    machine_before = processes.machine_busy_cpu_seconds()
+    result = drive()
+    cores = {group: (processes.cpu_seconds(pids) - cpu_before[group]) / result.seconds
+             for group, pids in groups.items()}
+    machine_cores = (processes.machine_busy_cpu_seconds() - machine_before) / result.seconds
+    rows = settled_row_count(engine) - rows_before
+    bench.results.scenarios.append(Scenario(
+        server=server_name, name=name, store=store, beans_per_request=beans, connections=connections,
+        requests=result.requests, seconds=result.seconds, ok=result.ok, errors=result.errors, p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms, rows_stored=rows, server_cpu_cores=cores["server"], database_cpu_cores=cores["database"],
+        other_cpu_cores=machine_cores - cores["server"] - cores["database"],
+        worker_cpu_cores=tuple(value for group, value in cores.items() if group not in ("server", "database"))))
+
+
+def count_rows(engine: Engine | None) -> int:
+    """Rows in the `drybeans` table (0 before the table exists, or without a database)."""
+    if engine is None:
+        return 0
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT COUNT(*) FROM drybeans")).scalar_one())
+    except ProgrammingError:  # the tutorial creates its table on its first store:true request
+        return 0
+
+
+def settled_row_count(engine: Engine | None) -> int:
+    """The row count once requests still in flight when the load stopped have been committed (bounded wait)."""
+    deadline = time.monotonic() + ROWS_SETTLE_SECONDS
+    previous = count_rows(engine)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = count_rows(engine)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
+def sample_beans(data: Path, count: int) -> list[list[float]]:
+    """`count` real beans from the dataset, drawn with replacement (fixed seed)."""
+    features = read_dataset(data).features.to_numpy()
+    picks = np.random.default_rng(17).integers(0, len(features), size=count)
+    return features[picks].tolist()
+
+
+def record_memory(bench: Bench, server: processes.RunningServer, name: str) -> None:
+    """RSS and PSS of each worker of a BentoML server, after its load."""
+    workers = [processes.worker_memory(pid) for pid in processes.worker_pids(server)]
+    bench.results.memory_mib[name] = [{"pid": w.pid, "rss_mib": w.rss_mib, "pss_mib": w.pss_mib} for w in workers]
+
+
+def profile_store_true(bench: Bench, server: processes.RunningServer) -> None:
+    """Two extra store:true one-bean runs with py-spy on our busiest worker: Python frames, then C frames too."""
+    sections = [profile_pass(bench, server, native=False), profile_pass(bench, server, native=True)]
+    (RESULTS / "profile.md").write_text("\n\n".join(markdown for markdown, _ in sections) + "\n")
+    bench.results.profile = {"python": sections[0][1], "native": sections[1][1]}
+
+
+def profile_pass(bench: Bench, server: processes.RunningServer, *, native: bool) -> tuple[str, dict[str, object]]:
+    """One wrk run of one bean store:true with py-spy on the busiest worker; its markdown and JSON summary."""
+    workers = processes.worker_pids(server)
+    if not workers:
+        raise RuntimeError(f"no BentoML worker found under pid {server.process.pid}")
+    seconds = bench.options.duration
+    kind = "native" if native else "python"
+    collapsed = RESULTS / f"profile-store-true-{kind}.txt"
+    wrk = load.start_wrk(server.url + "/predict", load.tutorial_body([load.EXAMPLE_BEAN], store=True),
+                         connections=bench.options.connections, seconds=seconds)
+    try:
+        busiest, split = busiest_worker(workers)
+        print(f"  {OURS}: py-spy ({kind} frames) on worker {busiest} under one bean store:true "
+              f"(worker CPU cores {split})", flush=True)
+        recorder = pyspy.start_recording(busiest, max(1.0, seconds - PICK_WORKER_SECONDS - 1), collapsed,
+                                         native=native)
+        pyspy.finish_recording(recorder, seconds)
+    finally:
+        result = load.finish_wrk(wrk, seconds)
+    threads = pyspy.summarise(collapsed)
+    title = (f"py-spy, {kind} frames{' (process paused per sample)' if native else ''}: the busiest {OURS} worker "
+             f"(pid {busiest}; worker CPU cores in the first second: {split}), one bean store:true "
+             f"@{bench.options.connections}: {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms:.1f} ms "
+             "while sampled")
+    summary = {"title": title, "collapsed_stacks": str(collapsed.relative_to(ROOT)), "threads": pyspy.to_json(threads)}
+    return pyspy.to_markdown(threads, title, top=12 if native else 15), summary
+
+
+def busiest_worker(workers: list[int]) -> tuple[int, str]:
+    """The worker that used the most CPU over the next second, and every worker's cores in that second."""
+    before = {pid: processes.cpu_seconds([pid]) for pid in workers}
+    time.sleep(PICK_WORKER_SECONDS)
+    cores = {pid: (processes.cpu_seconds([pid]) - before[pid]) / PICK_WORKER_SECONDS for pid in workers}
+    return max(cores, key=lambda pid: cores[pid]), " + ".join(f"{value:.2f}" for value in cores.values())
+
+
+def write_results(results: Results) -> None:
+    """Print the markdown report; write it and the JSON under results/."""
+    markdown = results_markdown(results)
+    print("\n" + markdown)
+    (RESULTS / "results.md").write_text(markdown)
+    (RESULTS / "results.json").write_text(json.dumps(results_json(results), indent=2) + "\n")
+    extra = " and profile.md" if results.profile else ""
+    print(f"written: {RESULTS.relative_to(ROOT)}/results.md, results.json{extra}")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the `finally` blocks have run by now
+        print("interrupted: every server started was stopped, every database created was dropped", file=sys.stderr)
+        sys.exit(130)
