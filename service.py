@@ -19,10 +19,9 @@ from threadpoolctl import threadpool_limits
 
 import errors
 import parsing
-from classifier import Classifier
 from config import get_settings
 from data.schema import CLASSES, FEATURES
-from db import migrate, store
+from db import store
 from db.engine import create_db_engine
 from db.models import FEATURE_COLUMNS, Prediction
 from db.spool import Spool
@@ -68,6 +67,11 @@ class DryBeans:
         threadpool_limits(1)
         settings = get_settings()
         self.max_beans = settings.max_beans_per_request
+        # Imported here, in the worker: scikit-learn and Alembic are heavy, and `bentoml serve` and `bentoml build`
+        # import this module only to read the service's definition.
+        from classifier import Classifier
+        from db import migrate
+
         self.classifier = Classifier.from_metadata(bentoml.sklearn.load_model(self.model), str(self.model.tag),
                                                    self.model.info.metadata)
         self.engine = create_db_engine(settings)

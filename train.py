@@ -21,7 +21,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from config import get_settings
-from data import CLASSES, FEATURES, Dataset, DatasetError, load_dataset
+from data.acquire import load_dataset
+from data.readers import Dataset, DatasetError
+from data.schema import CLASSES, FEATURES
 from evaluation import Metrics, cross_validate, holdout_metrics, plot_confusion_matrix
 
 MODEL_NAME = "drybean_svc"

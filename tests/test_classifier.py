@@ -11,7 +11,7 @@ import pytest
 
 from classifier import Classifier, ModelMismatch
 from compiled_svc import CompiledLinearSVC
-from data import read_dataset
+from data.readers import read_dataset
 
 
 @pytest.fixture(scope="module")

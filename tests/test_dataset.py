@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from data import CLASSES, FEATURES, DatasetError, load_dataset, read_dataset
+from data.acquire import load_dataset
 from data.download import ARCHIVE_NAME
-from data.schema import ARFF_SHA256, ROWS
+from data.readers import DatasetError, read_dataset
+from data.schema import ARFF_SHA256, CLASSES, FEATURES, ROWS
 
 
 def _zip_with_arff(arff: bytes) -> bytes:

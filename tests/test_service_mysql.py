@@ -14,7 +14,8 @@ import requests
 from sqlalchemy import text
 
 import errors
-from data import CLASSES, FEATURES, read_dataset
+from data.readers import read_dataset
+from data.schema import CLASSES, FEATURES
 from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import train
-from data import CLASSES, FEATURES
+from data.schema import CLASSES, FEATURES
 
 
 def test_train_prints_timed_steps_and_a_summary(trained_model: subprocess.CompletedProcess[str]) -> None:

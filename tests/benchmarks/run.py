@@ -30,7 +30,7 @@ import sklearn
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from data import read_dataset
+from data.readers import read_dataset
 from tests.benchmarks import load, processes, pyspy
 from tests.benchmarks.report import MINIMAL, ONE_BEAN, OURS, TUTORIAL, Results, Scenario, machine_header
 from tests.benchmarks.report import to_json as results_json
