@@ -69,6 +69,22 @@ def mysql_database() -> Iterator[MySQLDatabase]:
         admin.dispose()
 
 
+# The tutorial's own DDL for its table.
+TUTORIAL_TABLE = """CREATE TABLE IF NOT EXISTS drybeans (
+    id INT AUTO_INCREMENT PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"""
+
+
+def make_tutorial_era(database: MySQLDatabase, names: list[str]) -> None:
+    """Leave `database` as the tutorial's app would: its table, no schema version, rows named `names`."""
+    with database.engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        connection.execute(text(TUTORIAL_TABLE))
+        connection.execute(text("INSERT INTO drybeans (name) VALUES " + ", ".join(f"('{n}')" for n in names)))
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:

@@ -11,8 +11,7 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 
 from db.migrate import head_revision
-from tests.servers import ROOT, MySQLDatabase
-from tests.test_service_storage import TUTORIAL_TABLE
+from tests.servers import ROOT, MySQLDatabase, make_tutorial_era
 
 
 def _migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -33,11 +32,7 @@ def test_creates_the_schema_in_a_new_sqlite_file_and_is_idempotent(tmp_path: Pat
 
 
 def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) -> None:
-    with mysql_db.engine().begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        connection.execute(text(TUTORIAL_TABLE))
-        connection.execute(text("INSERT INTO drybeans (name) VALUES ('HOROZ'), ('CALI')"))
+    make_tutorial_era(mysql_db, ["HOROZ", "CALI"])
     result = _migrate(mysql_db.env)
     assert result.returncode == 0, result.stderr
     assert "(was unversioned)" in result.stdout

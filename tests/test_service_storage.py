@@ -10,14 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
-from tests.servers import MySQLDatabase, bentoml_serve, free_port
+from tests.servers import MySQLDatabase, bentoml_serve, free_port, make_tutorial_era
 
 NO_MYSQL = {"MYSQL_HOST": "", "DATABASE_URL": ""}
-# The tutorial's own DDL and a few of its rows.
-TUTORIAL_TABLE = """CREATE TABLE IF NOT EXISTS drybeans (
-    id INT AUTO_INCREMENT PRIMARY KEY,
-    name VARCHAR(255) NOT NULL,
-    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"""
 
 
 def test_with_no_database_configured_predictions_go_to_an_embedded_sqlite_file(trained_model_home: Path,
@@ -55,11 +50,7 @@ def test_a_database_that_does_not_answer_makes_the_service_unready_not_dead(trai
 @pytest.fixture
 def tutorial_era_db(mysql_db: MySQLDatabase) -> MySQLDatabase:
     """The module's database holding the tutorial's table with three of its rows."""
-    with mysql_db.engine().begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        connection.execute(text(TUTORIAL_TABLE))
-        connection.execute(text("INSERT INTO drybeans (name) VALUES ('SIRA'), ('SEKER'), ('DERMASON')"))
+    make_tutorial_era(mysql_db, ["SIRA", "SEKER", "DERMASON"])
     return mysql_db
 
 
