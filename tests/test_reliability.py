@@ -5,6 +5,8 @@ Each test counts what the service answered as stored (committed or spooled) and 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import threading
@@ -125,30 +127,27 @@ def test_sigterm_finishes_requests_in_flight_and_a_kept_spool_is_replayed_at_nex
     proxy, env = proxied
     spool_dir = tmp_path / "spool"
     env = {**env, "DRYBEANS_SPOOL_DIR": str(spool_dir)}
-    answers: dict[int, httpx.Response] = {}
-
-    def big_request(number: int) -> None:
-        answers[number] = httpx.post(f"{server.url}/predict", json={"data": [EXAMPLE_ROW] * 10_000}, timeout=60)
-
+    body = json.dumps({"data": [EXAMPLE_ROW] * 10_000})
     with bentoml_serve(env, tmp_path) as server:
         proxy.cut()
-        in_flight = [threading.Thread(target=big_request, args=(n,)) for n in range(6)]
-        for thread in in_flight:
-            thread.start()
-        time.sleep(0.3)  # connected and sending: accepted
+        port = int(server.url.rsplit(":", 1)[1])
+        in_flight = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(6)]
+        for connection in in_flight:  # each request is sent whole before the signal: accepted, in flight
+            connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        time.sleep(0.5)
         server.process.send_signal(signal.SIGTERM)
-        for thread in in_flight:
-            thread.join(60)
+        answers = [connection.getresponse() for connection in in_flight]
+        assert [answer.status for answer in answers] == [200] * 6
+        request_ids = [answer.getheader("X-Request-ID") for answer in answers]
+        assert {answer.getheader("X-Prediction-Store") for answer in answers} == {"spooled"}
         assert server.process.wait(60) == 0
-    assert sorted(answers) == list(range(6))
-    assert {(a.status_code, a.headers["X-Prediction-Store"]) for a in answers.values()} == {(200, "spooled")}
     assert Spool(spool_dir).depth() == 60_000, "the spool is kept on disk across the stop"
 
     proxy.restore()
     with bentoml_serve(env, tmp_path) as server:
         _wait_until_drained(server)
     rows = _rows_by_request(mysql_db)
-    assert [rows.get(a.headers["X-Request-ID"]) for a in answers.values()] == [10_000] * 6
+    assert [rows.get(request_id) for request_id in request_ids] == [10_000] * 6
     assert not list(spool_dir.glob("*.jsonl"))
 
 
