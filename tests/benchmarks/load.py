@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.benchmarks.processes import finish_bounded
+
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
 WRK_REQUEST_TIMEOUT = "5s"
 # The tutorial's example bean, classified DERMASON.
@@ -65,14 +67,7 @@ def start_wrk(url: str, body: str, *, connections: int, seconds: float) -> subpr
 
 def finish_wrk(wrk: subprocess.Popen[str], seconds: float) -> LoadResult:
     """Wait (bounded) for a wrk started by `start_wrk` and read the JSON line its Lua script printed."""
-    try:
-        stdout, stderr = wrk.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        wrk.kill()
-        wrk.communicate(timeout=10)
-        raise RuntimeError(f"wrk did not finish within {seconds + 60:.0f} s") from None
-    if wrk.returncode != 0:
-        raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.strip()}")
+    stdout, _ = finish_bounded(wrk, seconds + 60, "wrk")
     summary = json.loads(stdout.strip().splitlines()[-1])
     socket_errors = summary["connect"] + summary["read"] + summary["write"] + summary["timeout"]
     return LoadResult(requests=summary["requests"], seconds=summary["duration_us"] / 1e6,

@@ -190,3 +190,18 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
     return total / CLOCK_TICKS
+
+
+def finish_bounded(process: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float,
+                   what: str) -> tuple[str, str]:
+    """Wait for a measuring tool to exit within `timeout` (killing it otherwise); its output, or a clear error."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate(timeout=10)
+        raise RuntimeError(f"{what} did not finish within {timeout:.0f} s") from None
+    out, err = (text.decode(errors="replace") if isinstance(text, bytes) else text or "" for text in (stdout, stderr))
+    if process.returncode != 0:
+        raise RuntimeError(f"{what} failed ({process.returncode}): {err.strip()}")
+    return out, err

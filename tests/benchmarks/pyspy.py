@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.benchmarks.processes import finish_bounded
+
 ROOT = Path(__file__).resolve().parents[2]
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*?)(?::\d+)?\)$")
 STDLIB = re.compile(r"/lib/python3\.\d+/")
@@ -40,14 +42,7 @@ def start_recording(pid: int, seconds: float, output: Path, *, native: bool = Fa
 
 def finish_recording(recorder: subprocess.Popen[bytes], seconds: float) -> None:
     """Wait for py-spy to write its file; a clear error if it could not."""
-    try:
-        _, stderr = recorder.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        recorder.kill()
-        recorder.communicate(timeout=10)
-        raise RuntimeError("py-spy did not finish in time") from None
-    if recorder.returncode != 0:
-        raise RuntimeError(f"py-spy failed ({recorder.returncode}): {stderr.decode(errors='replace').strip()}")
+    finish_bounded(recorder, seconds + 60, "py-spy")
 
 
 NATIVE_RATE = 50  # samples per second when pausing the process for C frames
