@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413.")
     spool_dir: Path = Field(Path("spool"), description="Where predictions wait, durably, while the database is down.")
 
+    # Monitoring
+    quality_min_count: int = Field(30, ge=1, description="A live quality figure needs at least this many reported "
+                                   "beans behind it; below that it is null, never a number from three beans.")
+    drift_window: int = Field(1000, ge=10, description="How many of the newest recorded beans are compared with "
+                              "the training reference: /v1/drift's default, and the window of the /metrics gauges.")
+    drift_max_window: int = Field(100_000, ge=10, description="The largest window /v1/drift takes.")
+    drift_psi_threshold: float = Field(0.2, gt=0, description="A feature whose PSI is above this is flagged as "
+                                       "drifted (0.1: watch, 0.25: significant, by the usual rule of thumb).")
+    monitoring_interval_seconds: float = Field(60.0, ge=1, description="How often each worker recomputes the "
+                                               "drift and live-accuracy gauges it exports to /metrics.")
+
     @model_validator(mode="after")
     def _database_settings_usable(self) -> Settings:
         if self.database_url is not None:

@@ -26,6 +26,14 @@ BODY_TOO_LARGE = "the request body is over {limit} bytes; split it into smaller 
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
 STORE_UNAVAILABLE = "neither the database nor the local spool could record the predictions; retry, or send store: false"
 UNKNOWN_VARIETY = "unknown variety {name!r}; known: {known}"
+UNKNOWN_RECORDS = ("no recorded prediction for {records}; name beans by the record_id, or the request_id and "
+                   "bean_index, that /v1/classify returned; nothing of this report was stored")
+FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and never changed; nothing of this "
+                     "report was stored")
+TOO_MANY_REPORTS = "{count} feedback items in one request; the limit is {limit}: split it into smaller requests"
+SERVICE_STARTING = "the service is starting; retry in a few seconds"
+NO_REFERENCE = "model {model} was saved without a training reference: retrain it with this version of train.py"
+
 
 
 class ApiError(Exception):

@@ -1,7 +1,8 @@
 """Schema migrations: `python -m db.migrate` brings the configured database to the newest schema.
 
 Run it as its own step (a Compose one-shot service, a Kubernetes Job) with a user allowed to alter the schema;
-given DRYBEANS_APP_DB_USER, it then grants that (service) user SELECT and INSERT on the predictions table only.
+given DRYBEANS_APP_DB_USER, it then grants that (service) user SELECT and INSERT on the predictions and feedback
+tables only: rows are added and read, never changed or deleted.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from sqlalchemy import Connection, Engine, text
 
 from config import get_settings
 from db.engine import create_db_engine
-from db.models import Prediction
+from db.models import Feedback, Prediction
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LOCK_NAME = "drybeans_schema_migration"
 LOCK_TIMEOUT_SECONDS = 60
 MYSQL_USER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+# The service reads feedback too: to tell a repeated report from a contradicting one, and for live quality.
+APP_TABLES = (Prediction.__tablename__, Feedback.__tablename__)
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -78,12 +81,13 @@ def _exclusive(engine: Engine) -> Iterator[None]:
 
 
 def grant_app_user(engine: Engine, user: str) -> None:
-    """Let the service's MySQL user read and insert predictions, and nothing more."""
+    """Let the service's MySQL user read and insert predictions and feedback, and nothing more."""
     if not MYSQL_USER_NAME.fullmatch(user):
         raise ValueError(f"DRYBEANS_APP_DB_USER {user!r} is not a plain MySQL user name")
     # Identifiers cannot be bound parameters; the name is checked above and the table name is ours.
     with engine.begin() as connection:
-        connection.execute(text(f"GRANT SELECT, INSERT ON {Prediction.__tablename__} TO '{user}'@'%'"))
+        for table in APP_TABLES:
+            connection.execute(text(f"GRANT SELECT, INSERT ON {table} TO '{user}'@'%'"))
 
 
 def main() -> int:
@@ -94,7 +98,7 @@ def main() -> int:
     print(f"schema at {current_revision(engine)} (was {before or 'unversioned'}) on {engine.url!r}")
     if settings.app_db_user and engine.dialect.name == "mysql":
         grant_app_user(engine, settings.app_db_user)
-        print(f"granted SELECT, INSERT on {Prediction.__tablename__} to {settings.app_db_user}")
+        print(f"granted SELECT, INSERT on {', '.join(APP_TABLES)} to {settings.app_db_user}")
     engine.dispose()
     return 0
 

@@ -1,10 +1,11 @@
-"""Tables. `drybeans` keeps the tutorial's columns (id, name, created_at) so its queries still work."""
+"""Tables. `drybeans` keeps the tutorial's columns (id, name, created_at) so its queries still work; `feedback`
+holds the true varieties clients report later."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import TIMESTAMP, Float, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import TIMESTAMP, Float, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from data.schema import FEATURES
@@ -50,3 +51,18 @@ class Prediction(Base):
     shape_factor_2: Mapped[float | None] = mapped_column(Float(53))
     shape_factor_3: Mapped[float | None] = mapped_column(Float(53))
     shape_factor_4: Mapped[float | None] = mapped_column(Float(53))
+
+
+class Feedback(Base):
+    """A bean's true variety, reported after its prediction: one fact per record, never changed."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("record_id", name="uq_feedback_record"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[int] = mapped_column(Integer, ForeignKey("drybeans.id", name="fk_feedback_record"))
+    variety: Mapped[str] = mapped_column(String(32))  # the true variety
+    reported_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=func.current_timestamp())
+    # The source key, when the client named the bean by (request_id, bean_index) instead of its record id.
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    bean_index: Mapped[int | None] = mapped_column(Integer)

@@ -76,3 +76,13 @@ def counts_by_name(session: Session) -> dict[str, int]:
     """How many predictions of each variety are stored."""
     rows = session.execute(select(Prediction.name, func.count()).group_by(Prediction.name).order_by(Prediction.name))
     return {name: count for name, count in rows}
+
+
+def newest_records(connection: Connection, limit: int) -> list[tuple[str, tuple[float, ...]]]:
+    """The predicted variety and features of the newest `limit` records by id (an index scan, never the table).
+
+    Records without features (tutorial-era rows) count towards `limit` but are left out.
+    """
+    columns = [getattr(Prediction, column) for column in FEATURE_COLUMNS.values()]
+    rows = connection.execute(select(Prediction.name, *columns).order_by(Prediction.id.desc()).limit(limit))
+    return [(name, tuple(values)) for name, *values in rows if None not in values]

@@ -1,0 +1,1 @@
+"""Watching the model in production: ground truth, live quality, drift against the training data, gauges."""

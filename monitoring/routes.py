@@ -1,0 +1,144 @@
+"""HTTP endpoints: report true varieties, read live quality and drift. Mounted on the service's FastAPI app.
+
+The handlers find the worker's service instance with `bentoml.get_current_service()` and use its engine, its
+classifier's tag and its model's metadata. Database work runs in a thread, off the event loop.
+"""
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import bentoml
+from fastapi import APIRouter, Query
+from sqlalchemy import Engine
+from starlette.responses import JSONResponse
+
+import errors
+from config import get_settings
+from db import feedback as store
+from errors import error_response, logger
+from monitoring import live, metrics
+from monitoring.schemas import DriftReport, FeedbackItem, FeedbackRequest, FeedbackResponse, QualityReport
+
+MAX_NAMED = 20  # records named in an error message; the message counts the rest
+T = TypeVar("T")
+
+router = APIRouter(tags=["Monitoring"], lifespan=metrics.refreshing)
+
+
+class UnknownRecords(errors.ApiError):
+    """Feedback names predictions that are not recorded."""
+
+    status = 404
+    code = "not_found"
+
+
+class FeedbackConflict(errors.ApiError):
+    """Feedback contradicts a true variety already reported."""
+
+    status = 409
+    code = "conflict"
+
+
+class NotStarted(errors.ApiError):
+    """The worker's service instance is not created yet."""
+
+    status = 503
+    code = "starting"
+
+
+@router.post("/v1/feedback", response_model=FeedbackResponse)
+async def report_feedback(request: FeedbackRequest) -> FeedbackResponse | JSONResponse:
+    """Report the true variety of recorded beans. Repeating a report changes nothing; a report that contradicts
+    one already stored is refused (409), as is one naming an unknown record (404): then nothing is stored."""
+    limit = get_settings().max_beans_per_request
+    if len(request.items) > limit:
+        return _answer(errors.TooLarge(errors.TOO_MANY_REPORTS.format(count=len(request.items), limit=limit)))
+    records = [_record(item, datetime.now(UTC).replace(tzinfo=None)) for item in request.items]
+    return await _answering(lambda service: _report(service.engine, records))
+
+
+@router.get("/v1/quality", response_model=QualityReport)
+async def quality(
+    since: Annotated[datetime | None, Query(description="only beans predicted from then on (ISO 8601; UTC if no "
+                                                        "offset is given)")] = None,
+    model: Annotated[str | None, Query(min_length=1, max_length=128, description="model tag; default: the "
+                                                                                  "serving model")] = None,
+) -> QualityReport | JSONResponse:
+    """Accuracy, per-variety precision, recall and F1, and the confusion matrix on the beans whose true variety
+    was reported, each figure with its count and its training value; null below the minimum count."""
+    min_count = get_settings().quality_min_count
+    return await _answering(lambda service: live.quality(
+        service.engine, service.classifier.tag, service.model.info.metadata, model=model or service.classifier.tag,
+        since=since, min_count=min_count))
+
+
+@router.get("/v1/drift", response_model=DriftReport)
+async def drift(
+    window: Annotated[int | None, Query(ge=10, le=get_settings().drift_max_window, description="how many of the "
+                                        "newest records to compare with the training data")] = None,
+) -> DriftReport | JSONResponse:
+    """The newest recorded beans against the training data: PSI per feature (flagged above the threshold), the
+    shift of the predicted varieties from the training class priors, and the share outside the training range."""
+    settings = get_settings()
+    return await _answering(lambda service: live.drift(
+        service.engine, service.classifier.tag, service.model.info.metadata,
+        window=window or settings.drift_window, threshold=settings.drift_psi_threshold))
+
+
+async def _answering(work: Callable[[Any], T]) -> T | JSONResponse:
+    """Run `work(service)` in a thread; an ApiError becomes its JSON answer. A database error goes on to the app's
+    handler (503)."""
+    service = bentoml.get_current_service()
+    if service is None:
+        return _answer(NotStarted(errors.SERVICE_STARTING))
+    try:
+        return await asyncio.to_thread(work, service)
+    except errors.ApiError as error:
+        return _answer(error)
+
+
+def _answer(error: errors.ApiError) -> JSONResponse:
+    (logger.warning if error.status >= 500 else logger.info)("answered %d %s: %s", error.status, error.code,
+                                                             error.message)
+    return error_response(error)
+
+
+def _record(item: FeedbackItem, now: datetime) -> store.FeedbackRecord:
+    return store.FeedbackRecord(variety=item.variety, reported_at=now, record_id=item.record_id,
+                                request_id=item.request_id, bean_index=item.bean_index)
+
+
+class _Raced(Exception):
+    """A concurrent report of the same records committed first: roll back and look again."""
+
+
+def _report(engine: Engine, records: list[store.FeedbackRecord]) -> FeedbackResponse:
+    """Store the report in a short transaction of its own; once more if a concurrent report got in first."""
+    for _attempt in range(2):
+        try:
+            with engine.begin() as connection:
+                receipt = store.report_feedback(connection, records)
+                if receipt is None:
+                    raise _Raced
+        except _Raced:
+            continue
+        except store.UnknownRecords as unknown:
+            raise UnknownRecords(errors.UNKNOWN_RECORDS.format(records=_listed(map(_named, unknown.keys)))) from None
+        except store.ConflictingFeedback as conflict:
+            raise FeedbackConflict(errors.FEEDBACK_CONFLICT.format(conflicts=_listed(
+                f"record {c.record_id} is reported as {c.stored}, not {c.reported}" for c in conflict.conflicts)),
+            ) from None
+        return FeedbackResponse(recorded=receipt.recorded, already_known=receipt.already_known)
+    raise FeedbackConflict(errors.FEEDBACK_CONFLICT.format(conflicts="these records are being reported right now"))
+
+
+def _named(key: store.FeedbackKey) -> str:
+    return f"record {key}" if isinstance(key, int) else f"request {key[0]} bean {key[1]}"
+
+
+def _listed(items: Any) -> str:
+    names = list(items)
+    more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+    return ", ".join(names[:MAX_NAMED]) + more

@@ -1,0 +1,117 @@
+"""Wire schemas of feedback, live quality and drift."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import errors
+from data.schema import CLASSES
+
+
+class FeedbackItem(BaseModel):
+    """A bean's true variety, naming its recorded prediction by `record_id` or by `request_id` and `bean_index`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"example": {"record_id": 2, "variety": "SIRA"}})
+
+    record_id: int | None = Field(None, ge=1, le=2**31 - 1, description="`record_id` from /v1/classify")
+    request_id: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9a-f]+$",
+                                   description="`request_id` from /v1/classify or X-Request-ID from /predict")
+    bean_index: int | None = Field(None, ge=0, le=2**31 - 1, description="the bean's position in that request, "
+                                                                          "from 0")
+    variety: str = Field(description=f"the true variety: one of {', '.join(CLASSES)}", examples=["SIRA"])
+
+    @model_validator(mode="after")
+    def _names_one_record(self) -> FeedbackItem:
+        by_key = self.request_id is not None or self.bean_index is not None
+        if (self.record_id is None) == (not by_key):
+            raise ValueError("name the bean by record_id, or by request_id and bean_index, not both")
+        if by_key and (self.request_id is None or self.bean_index is None):
+            raise ValueError("request_id and bean_index go together")
+        if self.variety not in CLASSES:
+            raise ValueError(errors.UNKNOWN_VARIETY.format(name=self.variety, known=", ".join(CLASSES)))
+        return self
+
+
+class FeedbackRequest(BaseModel):
+    """True varieties of recorded beans."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[FeedbackItem] = Field(min_length=1, description="one report per bean")
+
+
+class FeedbackResponse(BaseModel):
+    """What became of a report. Reporting the same facts again changes nothing: they count as already known."""
+
+    recorded: int = Field(description="beans whose true variety is now stored")
+    already_known: int = Field(description="beans whose same true variety was already stored")
+
+
+class Figure(BaseModel):
+    """A live figure beside its training counterpart."""
+
+    live: float | None = Field(description="null below the minimum count")
+    count: int = Field(description="how many reported beans the live figure rests on")
+    training: float | None = Field(description="the same figure on the training holdout, from the model's metadata")
+
+
+class ClassQuality(BaseModel):
+    """Precision (count: beans predicted as the variety), recall (count: beans truly of it) and F1 (count: both)."""
+
+    precision: Figure
+    recall: Figure
+    f1: Figure
+
+
+class ConfusionMatrix(BaseModel):
+    """Rows: true variety; columns: predicted variety; both in `classes` order."""
+
+    classes: list[str]
+    live: list[list[int]]
+    training: list[list[int]] | None
+
+
+class QualityReport(BaseModel):
+    """How right the model is on the recorded beans whose true variety was reported."""
+
+    model: str
+    since: datetime | None
+    min_count: int = Field(description="a figure resting on fewer reported beans is null")
+    labelled: int = Field(description="reported beans the report covers")
+    accuracy: Figure
+    per_class: dict[str, ClassQuality]
+    confusion_matrix: ConfusionMatrix
+
+
+class FeatureDrift(BaseModel):
+    """One feature of recent beans against the training data."""
+
+    psi: float | None = Field(description="population stability index over the training deciles")
+    outside_training_range: float | None = Field(description="share of beans below the training minimum or above "
+                                                             "its maximum")
+    drifted: bool = Field(description="psi above the threshold")
+
+
+class ClassMix(BaseModel):
+    """Predicted varieties of recent beans against the training class priors."""
+
+    psi: float | None
+    training: dict[str, float]
+    live: dict[str, float] | None
+
+
+class DriftReport(BaseModel):
+    """The newest recorded beans compared with the reference stored at training."""
+
+    model: str
+    window: int = Field(description="newest records examined")
+    beans: int = Field(description="of those, beans with features (tutorial-era rows have none)")
+    threshold: float
+    features: dict[str, FeatureDrift]
+    drifted: list[str] = Field(description="features whose PSI is above the threshold")
+    class_mix: ClassMix
+    outside_training_range: float | None = Field(description="share of beans outside the training range in at "
+                                                             "least one feature")
