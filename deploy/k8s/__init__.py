@@ -1,1 +1,0 @@
-"""Kubernetes manifests for the drybeans service, generated from one small config."""
