@@ -1,0 +1,54 @@
+"""The console's routes: the page, its static files, `GET /v1/model` and the OpenAPI document with our own info.
+
+Each handler finds the worker's service instance with `bentoml.get_current_service()`; none runs on `/predict`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from fastapi import APIRouter, HTTPException
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+
+from console.model_card import ModelCard, model_card
+from console.openapi import openapi_document
+from console.page import page_context
+
+HERE = Path(__file__).parent
+STATIC = {path.name: path for path in (HERE / "static").iterdir() if path.is_file()}  # served by name, nothing else
+TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(),
+                        trim_blocks=True, lstrip_blocks=True)
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def console() -> HTMLResponse:
+    """The console page."""
+    service = bentoml.get_current_service()
+    return HTMLResponse(TEMPLATES.get_template("console.html").render(page_context(service)))
+
+
+@router.get("/console/static/{name}", include_in_schema=False)
+def static(name: str) -> FileResponse:
+    """The console's script and style sheet."""
+    if name not in STATIC:
+        raise HTTPException(404, f"no static file {name!r}")
+    return FileResponse(STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/model", tags=["Model"])
+def model() -> ModelCard:
+    """The model this service runs: tag, training date and holdout metrics, from the model store's metadata."""
+    service = bentoml.get_current_service()
+    stored: Any = service.model
+    return model_card(str(stored.tag), stored.info.creation_time, stored.info.metadata)
+
+
+@router.get("/docs.json", include_in_schema=False)
+def openapi() -> JSONResponse:
+    """BentoML's OpenAPI document, with this service's title, description and version."""
+    return JSONResponse(openapi_document(bentoml.get_current_service().bento_service))

@@ -1,0 +1,378 @@
+// The DryBeans console: plain JavaScript over the service's own JSON API, no library, no build step.
+"use strict";
+
+const config = JSON.parse(document.getElementById("config").textContent);
+const $ = (selector) => document.querySelector(selector);
+const TOKEN_KEY = "drybeans.token";  // sessionStorage: this tab only
+const PAGE_SIZE = 20;
+const REFRESH_MS = 5000;
+const state = { offset: 0, variety: "", card: null, counts: null };
+
+// --- HTTP -------------------------------------------------------------------------------------------------------
+
+async function api(path, { body, auth = false } = {}) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (auth && token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method: body === undefined ? "GET" : "POST", headers,
+                                       body: body === undefined ? undefined : JSON.stringify(body) });
+  let payload = null;
+  try { payload = await response.json(); } catch { /* not JSON: payload stays null */ }
+  return { status: response.status, ok: response.ok, body: payload };
+}
+
+function errorText(answer) {
+  return (answer.body && answer.body.error) || `HTTP ${answer.status}`;
+}
+
+// A read of recorded data: null when it needs the token (the banner and the record panels then say so).
+async function recordRead(path) {
+  const answer = await api(path, { auth: true });
+  if (answer.status === 401 || answer.status === 403) {
+    if (answer.status === 403) sessionStorage.removeItem(TOKEN_KEY);
+    askForToken(answer.status === 401 ? "Recorded predictions need the API token."
+                                      : "The token was refused; enter it again.");
+    return null;
+  }
+  if (!answer.ok) throw new Error(errorText(answer));
+  $("#auth").hidden = true;
+  $("#records-why").hidden = true;
+  return answer.body;
+}
+
+function askForToken(message) {
+  $("#auth-message").textContent = message;
+  $("#auth").hidden = false;
+  const why = $("#records-why");
+  why.textContent = `${message} Records and the class mix stay empty until it is entered above; ` +
+                    "classifying works without it.";
+  why.hidden = false;
+}
+
+// --- Small renderers ---------------------------------------------------------------------------------------------
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+const fixed = (x, digits = 4) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(digits));
+const percent = (part, whole) => (whole ? `${(100 * part / whole).toFixed(1)}%` : "0.0%");
+const utc = (iso) => (iso ? `${iso.replace("T", " ").slice(0, 19)} UTC` : "unknown");
+
+// rows: [{name, bars: [{value, text, className}]}]; widths are shares of the largest value.
+function renderBars(container, rows) {
+  const largest = Math.max(1e-9, ...rows.flatMap((row) => row.bars.map((bar) => Math.abs(bar.value))));
+  container.replaceChildren(...rows.flatMap((row) => {
+    const track = element("div", undefined, "bar-track");
+    for (const bar of row.bars) {
+      const line = element("div", undefined, "bar-row");
+      const fill = element("div", undefined, `bar ${bar.className || ""}`);
+      fill.style.width = `${(70 * Math.max(0, bar.value) / largest).toFixed(2)}%`;
+      line.append(fill, element("span", bar.text, "value"));
+      track.append(line);
+    }
+    const name = element("span", row.name, "bar-name");
+    track.dataset.variety = row.name;
+    return [name, track];
+  }));
+}
+
+function renderFacts(list, facts) {
+  list.replaceChildren(...facts.flatMap(([term, value]) => {
+    const dd = element("dd");
+    if (value instanceof Node) dd.append(value); else dd.textContent = value;
+    return [element("dt", term), dd];
+  }));
+}
+
+// --- Classify one bean -------------------------------------------------------------------------------------------
+
+const inputs = () => [...$("#bean-form").querySelectorAll("input")];
+
+function beanFromForm() {
+  const bean = {};
+  for (const input of inputs()) {
+    const text = input.value.trim();
+    // A number when it reads as one; otherwise the text itself, so that the API names the problem.
+    bean[input.name] = text !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
+  }
+  return bean;
+}
+
+function showFieldErrors(answer) {
+  const message = errorText(answer);
+  const problems = (answer.body && Array.isArray(answer.body.detail)) ? answer.body.detail : [];
+  let placed = false;
+  for (const input of inputs()) {
+    const problem = problems.find((p) => Array.isArray(p.loc) && p.loc.includes(input.name));
+    const named = message.match(new RegExp(`beans\\.0\\.${input.name}: ([^;]*)`));
+    const text = problem ? problem.msg : named ? named[1] : "";
+    $(`#e-${input.name}`).textContent = text;
+    input.setAttribute("aria-invalid", text ? "true" : "false");
+    placed ||= Boolean(text);
+  }
+  $("#bean-error").textContent = placed ? "" : message;
+}
+
+async function classifyBean(event) {
+  event.preventDefault();
+  const answer = await api("v1/classify", { body: { beans: [beanFromForm()] } });
+  showFieldErrors(answer.ok ? { body: { error: "" } } : answer);
+  if (!answer.ok) { $("#bean-result").hidden = true; return; }
+  const [prediction] = answer.body.predictions;
+  $("#bean-label").textContent = prediction.label;
+  $("#bean-stored").textContent = storedText(answer.body.stored, prediction.record_id);
+  renderBars($("#bean-scores"), config.classes.map((name) => ({
+    name, bars: [{ value: prediction.scores[name], text: fixed(prediction.scores[name], 2),
+                   className: name === prediction.label ? "top" : "" }] })));
+  $("#bean-result").hidden = false;
+  refresh();
+}
+
+function storedText(stored, recordId) {
+  if (stored === "committed") return `Recorded in the database as record ${recordId}.`;
+  if (stored === "spooled") return "The database is down: kept on the service's disk, recorded when it returns.";
+  return "Not recorded.";
+}
+
+function resetExample() {
+  for (const input of inputs()) input.value = input.defaultValue;
+  showFieldErrors({ body: { error: "" } });
+}
+
+// --- Classify a file ---------------------------------------------------------------------------------------------
+
+function parseCsv(text) {
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
+  const cells = (line) => line.split(",").map((cell) => cell.trim().replace(/^"(.*)"$/, "$1"));
+  if (lines.length < 2) throw new Error("the CSV needs a header line and at least one bean");
+  const header = cells(lines[0]);
+  const missing = config.features.filter((name) => !header.includes(name));
+  if (missing.length) throw new Error(`the header lacks ${missing.join(", ")}; use the dataset's column names`);
+  const rows = lines.slice(1).map(cells);
+  if (rows.length > config.max_beans) {
+    throw new Error(`${rows.length} beans; the console sends at most ${config.max_beans} (the request limit)`);
+  }
+  return { header, rows };
+}
+
+async function classifyCsv(text) {
+  const status = $("#file-status");
+  const progress = $("#file-progress");
+  $("#file-agreement").textContent = "";
+  $("#file-download").hidden = true;
+  $("#file-results").hidden = true;
+  let csv;
+  try { csv = parseCsv(text); } catch (error) { status.textContent = error.message; return; }
+  const column = Object.fromEntries(csv.header.map((name, index) => [name, index]));
+  const beans = csv.rows.map((row) => Object.fromEntries(config.features.map((name) => {
+    const cell = row[column[name]] ?? "";
+    return [name, cell !== "" && Number.isFinite(Number(cell)) ? Number(cell) : cell];
+  })));
+  const labels = [];
+  progress.max = beans.length;
+  progress.value = 0;
+  progress.hidden = false;
+  for (let start = 0; start < beans.length; start += config.chunk_beans) {
+    status.textContent = `classifying: ${start} of ${beans.length} beans`;
+    const answer = await api("v1/classify", { body: { beans: beans.slice(start, start + config.chunk_beans) } });
+    if (!answer.ok) {
+      // Name the file's row (1 = the first bean) instead of the chunk's index.
+      const message = errorText(answer).replace(/beans\.(\d+)/g, (_, i) => `row ${start + Number(i) + 1}`);
+      status.textContent = `stopped at rows ${start + 1}-${start + config.chunk_beans}: ${message}`;
+      return;
+    }
+    labels.push(...answer.body.predictions.map((prediction) => prediction.label));
+    progress.value = labels.length;
+  }
+  status.textContent = `${labels.length} beans classified and recorded.`;
+  showFileResults(csv, column.Class, labels);
+  refresh();
+}
+
+function showFileResults(csv, classIndex, labels) {
+  const given = classIndex === undefined ? null : csv.rows.map((row) => row[classIndex]);
+  if (given) {
+    const agree = labels.filter((label, i) => label === given[i]).length;
+    $("#file-agreement").textContent =
+      `Agreement with the Class column: ${percent(agree, labels.length)} (${agree} of ${labels.length})`;
+  }
+  const body = $("#file-results tbody");
+  body.replaceChildren(...labels.map((label, i) => {
+    const tr = element("tr");
+    tr.append(element("td", String(i + 1), "num"), element("td", label), element("td", given ? given[i] : ""),
+              element("td", given ? (label === given[i] ? "yes" : "no") : ""));
+    return tr;
+  }));
+  $("#file-results").hidden = false;
+  const lines = [[...csv.header, "predicted"].join(","), ...csv.rows.map((row, i) => [...row, labels[i]].join(","))];
+  const link = $("#file-download");
+  URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+  link.hidden = false;
+}
+
+// --- Records, class mix, model, monitoring, health ---------------------------------------------------------------
+
+async function loadRecords() {
+  const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
+  if (state.variety) query.set("variety", state.variety);
+  const page = await recordRead(`v1/predictions?${query}`);
+  const body = $("#records-table tbody");
+  if (page === null) { body.replaceChildren(); $("#page-info").textContent = ""; return; }
+  body.replaceChildren(...page.items.map((item) => {
+    const tr = element("tr");
+    tr.append(element("td", String(item.id), "num"), element("td", utc(item.created_at)), element("td", item.name),
+              element("td", item.model_tag || "(tutorial era)"));
+    return tr;
+  }));
+  const last = Math.min(page.offset + page.items.length, page.total);
+  $("#page-info").textContent = page.total ? `${page.offset + 1}-${last} of ${page.total}` : "no records yet";
+  $("#newer").disabled = page.offset === 0;
+  $("#older").disabled = last >= page.total;
+}
+
+async function loadCounts() {
+  state.counts = await recordRead("v1/predictions/counts");
+  renderMix();
+}
+
+function renderMix() {
+  const training = state.card && state.card.training_data.class_counts;
+  const trainingTotal = training ? Object.values(training).reduce((a, b) => a + b, 0) : 0;
+  renderBars($("#class-mix"), config.classes.map((name) => {
+    const bars = [];
+    if (state.counts) {
+      const count = state.counts.counts[name] || 0;
+      bars.push({ value: count / (state.counts.total || 1), className: "recorded",
+                  text: `${percent(count, state.counts.total)} (${count})` });
+    }
+    if (training) {
+      bars.push({ value: training[name] / trainingTotal, className: "training",
+                  text: `${percent(training[name], trainingTotal)} (${training[name]})` });
+    }
+    return { name, bars };
+  }));
+}
+
+async function loadModel() {
+  const answer = await api("v1/model");
+  if (!answer.ok) { renderFacts($("#model-facts"), [["error", errorText(answer)]]); return; }
+  const card = state.card = answer.body;
+  const data = card.training_data;
+  renderFacts($("#model-facts"), [
+    ["tag", card.tag], ["trained", utc(card.trained_at)],
+    ["holdout accuracy", fixed(card.holdout_accuracy)], ["macro F1", fixed(card.macro_f1)],
+    ["5-fold CV accuracy", `${fixed(card.cv_accuracy_mean)} ± ${fixed(card.cv_accuracy_std)}`],
+    ["trained on", `${data.file}, ${data.rows} beans (70% fitted, 30% holdout)`],
+  ]);
+  renderBars($("#model-f1"), card.classes.map((name) => ({
+    name, bars: [{ value: card.per_class_f1[name], text: fixed(card.per_class_f1[name]) }] })));
+  const table = $("#confusion");
+  const head = element("tr");
+  head.append(element("th", "true \\ predicted"), ...card.classes.map((name) => element("th", name.slice(0, 4))));
+  table.replaceChildren(head, ...card.confusion_matrix.map((row, i) => {
+    const tr = element("tr");
+    const total = row.reduce((a, b) => a + b, 0) || 1;
+    tr.append(element("th", card.classes[i]), ...row.map((count, j) => {
+      const cell = element("td", String(count));
+      const share = count / total;  // shaded by the share of the true class (recall on the diagonal)
+      cell.style.background = `rgba(11, 92, 173, ${(0.7 * share).toFixed(3)})`;
+      if (share > 0.5) cell.style.color = "#fff";
+      cell.title = `true ${card.classes[i]}, predicted ${card.classes[j]}: ${count}`;
+      return cell;
+    }));
+    return tr;
+  }));
+  renderMix();
+}
+
+// /v1/quality and /v1/drift belong to monitoring: shown when they answer, nothing when they do not (404).
+async function loadMonitoring() {
+  const shown = [];
+  for (const [path, target, title, facts] of [["v1/quality", "#quality", "Live quality", qualityFacts],
+                                               ["v1/drift", "#drift", "Drift", driftFacts]]) {
+    const answer = await api(path, { auth: true });
+    const box = $(target);
+    box.replaceChildren();
+    if (!answer.ok) continue;  // 404: not deployed; 401/403: the record panels already ask for the token
+    shown.push(path);
+    const list = element("dl", undefined, "facts");
+    renderFacts(list, facts(answer.body));
+    box.append(element("h4", title), list);
+  }
+  $("#monitoring").hidden = shown.length === 0;
+}
+
+function qualityFacts(report) {
+  const accuracy = report.accuracy || {};
+  return [
+    ["accuracy", accuracy.live === null || accuracy.live === undefined
+      ? `not enough reported beans yet (${report.labelled} of ${report.min_count})`
+      : `${fixed(accuracy.live)} on ${accuracy.count} reported beans`],
+    ["at training", fixed(accuracy.training)],
+  ];
+}
+
+function driftFacts(report) {
+  const psi = Object.entries(report.features || {}).filter(([, f]) => f.psi !== null)
+    .sort((a, b) => b[1].psi - a[1].psi).slice(0, 3).map(([name, f]) => `${name} ${fixed(f.psi, 3)}`);
+  const outside = report.outside_training_range;
+  return [
+    ["beans", `newest ${report.beans} of the last ${report.window} records`],
+    ["drifted", (report.drifted || []).length ? report.drifted.join(", ") : `none (PSI above ${report.threshold})`],
+    ["highest PSI", psi.join(", ") || "n/a"],
+    ["class mix PSI", fixed(report.class_mix && report.class_mix.psi, 3)],
+    ["outside training range", outside === null || outside === undefined ? "n/a" : percent(outside, 1)],
+  ];
+}
+
+async function loadHealth() {
+  const answer = await api("readyz");
+  const report = answer.body || {};
+  const database = element("span", report.database || "unknown", report.database === "up" ? "state-up" : "state-down");
+  renderFacts($("#health-facts"), [
+    ["ready", report.ready ? "yes" : "no"], ["database", database],
+    ["spool", report.spool_depth === undefined ? "unknown" : `${report.spool_depth} predictions waiting`],
+    ["model", report.model || "loading"],
+  ]);
+}
+
+// --- Wiring ------------------------------------------------------------------------------------------------------
+
+function refresh() {
+  for (const load of [loadRecords, loadCounts, loadHealth, loadMonitoring]) {
+    load().catch((error) => console.warn(load.name, error));
+  }
+}
+
+function start() {
+  $("#bean-form").addEventListener("submit", classifyBean);
+  $("#example-bean").addEventListener("click", resetExample);
+  $("#csv-file").addEventListener("change", async (event) => {
+    const [file] = event.target.files;
+    if (file) await classifyCsv(await file.text());
+  });
+  $("#csv-go").addEventListener("click", () => classifyCsv($("#csv-text").value));
+  $("#variety-filter").addEventListener("change", (event) => {
+    state.variety = event.target.value;
+    state.offset = 0;
+    loadRecords();
+  });
+  $("#newer").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadRecords(); });
+  $("#older").addEventListener("click", () => { state.offset += PAGE_SIZE; loadRecords(); });
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    $("#token").value = "";
+    refresh();
+  });
+  loadModel();
+  refresh();
+  setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+}
+
+start();

@@ -1,0 +1,284 @@
+"""The console at `/` in a real browser (Playwright driving Debian's chromium) against a real `bentoml serve`
+recording into MariaDB, with an API token configured. Screenshots of each state go to $DRYBEANS_SCREENSHOTS
+(default: a pytest temporary directory)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import bentoml
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import text
+
+from console.openapi import project_version
+from data.readers import read_dataset
+from data.schema import CLASSES, FEATURES, LABEL
+from tests.servers import MySQLDatabase, Server, bentoml_serve
+from tests.support import require
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "console-test-token"
+TOKEN_KEY = "drybeans.token"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[Server]:
+    # One worker: the page's reads and writes need no more, and the machine is shared.
+    env = {**mysql_db.env, "DRYBEANS_API_TOKEN": TOKEN, "BENTOML_CONFIG_OPTIONS": "services.drybeans.workers=1"}
+    with bentoml_serve(env, tmp_path_factory.mktemp("console-logs")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require(CHROMIUM.is_file(), f"Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = os.environ.get("DRYBEANS_SCREENSHOTS")
+    path = Path(where) if where else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_console(browser: Browser, server: Server, *, width: int = 1280, token: bool = True) -> Page:
+    """A fresh tab on the console, with the token already entered (as after a first visit) unless told not."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
+    if token:
+        context.add_init_script(f"sessionStorage.setItem({TOKEN_KEY!r}, {TOKEN!r})")
+    page = context.new_page()
+    page.goto(server.url + "/")
+    expect(page.locator("#model-facts")).to_contain_text("holdout accuracy", timeout=WAIT_MS)
+    return page
+
+
+def newest_id(db: MySQLDatabase) -> int:
+    with db.engine().connect() as connection:
+        return int(connection.scalar(text("SELECT COALESCE(MAX(id), 0) FROM drybeans")))
+
+
+def metadata() -> dict:
+    return bentoml.models.get("drybean_svc:latest").info.metadata
+
+
+def test_records_need_the_token_and_show_rows_once_it_is_entered(browser: Browser, server: Server, shots: Path,
+                                                                 ) -> None:
+    page = open_console(browser, server, token=False)
+    why = page.locator("#records-why")
+    expect(why).to_be_visible(timeout=WAIT_MS)
+    expect(why).to_contain_text("need the API token")
+    expect(page.locator("#auth")).to_be_visible()
+    page.locator("#bean-form button[type=submit]").click()  # classifying needs no token
+    expect(page.locator("#bean-label")).to_have_text("DERMASON", timeout=WAIT_MS)
+    expect(page.locator("#records-table tbody tr")).to_have_count(0)
+    page.screenshot(path=shots / "token-asked.png", full_page=True)
+
+    page.fill("#token", "wrong-token")
+    page.press("#token", "Enter")
+    expect(page.locator("#auth-message")).to_contain_text("refused", timeout=WAIT_MS)
+    page.fill("#token", TOKEN)
+    page.press("#token", "Enter")
+    expect(page.locator("#records-table tbody tr").first).to_be_visible(timeout=WAIT_MS)
+    expect(why).to_be_hidden()
+    expect(page.locator("#auth")).to_be_hidden()
+    assert page.evaluate(f"sessionStorage.getItem({TOKEN_KEY!r})") == TOKEN
+    page.screenshot(path=shots / "token-entered.png", full_page=True)
+    page.context.close()
+
+
+def test_the_example_bean_is_a_dermason_and_its_row_appears_under_records(browser: Browser, server: Server,
+                                                                          mysql_db: MySQLDatabase, shots: Path,
+                                                                          ) -> None:
+    page = open_console(browser, server)
+    before = newest_id(mysql_db)
+    page.locator("#bean-form button[type=submit]").click()
+    expect(page.locator("#bean-label")).to_have_text("DERMASON", timeout=WAIT_MS)
+    new_id = newest_id(mysql_db)
+    assert new_id > before
+    expect(page.locator("#bean-stored")).to_have_text(f"Recorded in the database as record {new_id}.")
+    expect(page.locator("#bean-scores .bar-track")).to_have_count(len(CLASSES))
+    expect(page.locator("#records-table tbody tr").first.locator("td").first).to_have_text(str(new_id),
+                                                                                           timeout=WAIT_MS)
+    expect(page.locator("#records-table tbody tr").first).to_contain_text("DERMASON")
+    page.screenshot(path=shots / "classified.png", full_page=True)
+    page.context.close()
+
+
+def test_a_bad_value_shows_the_apis_message_next_to_its_field(browser: Browser, server: Server, shots: Path) -> None:
+    page = open_console(browser, server)
+    page.fill("#f-MinorAxisLength", "abc")
+    page.locator("#bean-form button[type=submit]").click()
+    bean = {name: float(page.input_value(f"#f-{name}")) for name in FEATURES if name != "MinorAxisLength"}
+    answer = httpx.post(f"{server.url}/v1/classify", json={"beans": [{**bean, "MinorAxisLength": "abc"}],
+                                                           "store": False})
+    assert answer.status_code == 400
+    message = answer.json()["detail"][0]["msg"]
+    expect(page.locator("#e-MinorAxisLength")).to_have_text(message, timeout=WAIT_MS)
+    expect(page.locator("#f-MinorAxisLength")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#e-Area")).to_have_text("")
+    expect(page.locator("#bean-result")).to_be_hidden()
+    page.screenshot(path=shots / "bad-value.png", full_page=True)
+    page.context.close()
+
+
+def test_a_500_bean_csv_gives_500_results_and_the_agreement_computed_here(
+        browser: Browser, server: Server, mysql_db: MySQLDatabase, shared_csv: Path, tmp_path: Path,
+        shots: Path) -> None:
+    dataset = read_dataset(shared_csv)
+    sample = dataset.features.assign(**{LABEL: dataset.labels}).sample(500, random_state=14)
+    upload = tmp_path / "beans-500.csv"
+    sample.to_csv(upload, index=False)
+    model = bentoml.sklearn.load_model("drybean_svc:latest")
+    agree = int((model.predict(sample[list(FEATURES)].to_numpy()) == sample[LABEL].to_numpy()).sum())
+    before = newest_id(mysql_db)
+
+    page = open_console(browser, server)
+    page.set_input_files("#csv-file", str(upload))
+    expect(page.locator("#file-status")).to_have_text("500 beans classified and recorded.", timeout=WAIT_MS)
+    expect(page.locator("#file-results tbody tr")).to_have_count(500)
+    expect(page.locator("#file-agreement")).to_have_text(
+        f"Agreement with the Class column: {100 * agree / 500:.1f}% ({agree} of 500)")
+    assert page.locator("#file-progress").evaluate("p => [p.value, p.max]") == [500, 500]
+    with page.expect_download() as download:
+        page.click("#file-download")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 501 and lines[0] == ",".join([*FEATURES, LABEL, "predicted"])
+    with mysql_db.engine().connect() as connection:
+        assert connection.scalar(text("SELECT COUNT(*) FROM drybeans WHERE id > :id"), {"id": before}) == 500
+    page.screenshot(path=shots / "file-500.png", full_page=True)
+    page.context.close()
+
+
+def test_class_mix_and_model_panel_show_the_models_real_numbers(browser: Browser, server: Server,
+                                                               shots: Path) -> None:
+    meta = metadata()
+    metrics, training = meta["metrics"], meta["dataset"]["class_counts"]
+    page = open_console(browser, server)
+    facts = page.locator("#model-facts")
+    expect(facts).to_contain_text(str(bentoml.models.get("drybean_svc:latest").tag))
+    expect(facts).to_contain_text(f"{metrics['holdout_accuracy']:.4f}")
+    expect(facts).to_contain_text(f"{metrics['macro_f1']:.4f}")
+    for name in CLASSES:
+        expect(page.locator(f"#model-f1 [data-variety={name}]")).to_have_text(
+            f"{metrics['per_class'][name]['f1']:.4f}")
+    cells = page.locator("#confusion tr").evaluate_all(
+        "rows => rows.slice(1).map(r => [...r.querySelectorAll('td')].map(td => Number(td.textContent)))")
+    assert cells == metrics["confusion_matrix"]
+
+    counts = httpx.get(f"{server.url}/v1/predictions/counts", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    total = sum(training.values())
+    for name in CLASSES:
+        mix = page.locator(f"#class-mix [data-variety={name}]")
+        expect(mix).to_contain_text(f"{100 * training[name] / total:.1f}% ({training[name]})")
+        recorded = counts["counts"].get(name, 0)
+        expect(mix).to_contain_text(f"{100 * recorded / counts['total']:.1f}% ({recorded})", timeout=WAIT_MS)
+    page.screenshot(path=shots / "model-and-mix.png", full_page=True)
+    page.context.close()
+
+
+def test_health_and_monitoring_panels_show_what_the_service_answers(browser: Browser, server: Server) -> None:
+    page = open_console(browser, server)
+    expect(page.locator("#health-facts")).to_contain_text("database", timeout=WAIT_MS)
+    expect(page.locator("#health-facts")).to_contain_text("up")
+    expect(page.locator("#health-facts")).to_contain_text("0 predictions waiting")
+    quality = httpx.get(f"{server.url}/v1/quality", headers={"Authorization": f"Bearer {TOKEN}"})
+    monitoring = page.locator("#monitoring")
+    if quality.status_code == 404:
+        page.wait_for_timeout(1000)
+        expect(monitoring).to_be_hidden()
+    else:
+        expect(monitoring).to_be_visible(timeout=WAIT_MS)
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_page_fits_the_width_offline(browser: Browser, server: Server, shots: Path, width: int) -> None:
+    requested: list[str] = []
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.add_init_script(f"sessionStorage.setItem({TOKEN_KEY!r}, {TOKEN!r})")
+    page = context.new_page()
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(server.url + "/")
+    expect(page.locator("#records-table tbody tr").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#confusion tr")).to_have_count(len(CLASSES) + 1)
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    for panel in ("#classify", "#file", "#records", "#model", "#health"):
+        box = page.locator(panel).bounding_box()
+        assert box is not None and box["width"] > 0.5 * width - 40 and box["x"] + box["width"] <= width, panel
+    assert all(url.startswith(server.url) for url in requested), "the page loads nothing from elsewhere"
+    page.screenshot(path=shots / f"width-{width}.png", full_page=True)
+    context.close()
+
+
+def test_accessibility_basics(browser: Browser, server: Server) -> None:
+    page = open_console(browser, server)
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea')]
+        .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.id || e.outerHTML)""")
+    assert unlabelled == []
+
+    # Keyboard only: tab from the top of the page into the bean form, submit with Enter.
+    page.locator("body").focus()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#bean-form') !== null"):
+            break
+    else:
+        pytest.fail("Tab never reached the bean form")
+    page.keyboard.press("Enter")
+    expect(page.locator("#bean-label")).to_have_text("DERMASON", timeout=WAIT_MS)
+
+    # Contrast of text against the background it is drawn on (WCAG 2 relative luminance).
+    ratios = page.evaluate("""selectors => selectors.map(s => {
+        const el = document.querySelector(s);
+        const rgb = c => c.match(/[\\d.]+/g).map(Number);
+        const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+            .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+            .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+        let back = el;
+        while (back && rgb(getComputedStyle(back).backgroundColor)[3] === 0) back = back.parentElement;
+        const bg = back ? rgb(getComputedStyle(back).backgroundColor) : [255, 255, 255];
+        const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(bg)].sort((x, y) => y - x);
+        return [s, (a + 0.05) / (b + 0.05)];
+    })""", ["body", "h1", ".top p", "#classify .muted", ".hint", ".field label", ".unit", "#bean-form button",
+            "#example-bean", "#model-facts dd", "#health-facts dt", "#records-table td", ".bar-row .value"])
+    low = [(selector, round(ratio, 2)) for selector, ratio in ratios if ratio < 4.5]
+    assert low == [], low
+    page.context.close()
+
+
+def test_docs_show_the_services_own_title_description_and_version(server: Server) -> None:
+    from service import DryBeans
+
+    info = httpx.get(f"{server.url}/docs.json").json()["info"]
+    assert info["title"] == "drybeans"
+    assert info["description"] == inspect.getdoc(DryBeans.inner)
+    assert info["version"] == project_version() and re.fullmatch(r"\d+\.\d+\.\d+.*", info["version"])
+    assert "BentoML" not in str(info)
+    assert "/v1/model" in httpx.get(f"{server.url}/docs.json").json()["paths"]
+
+
+def test_model_endpoint_is_the_model_store_metadata(server: Server) -> None:
+    stored = bentoml.models.get("drybean_svc:latest")
+    card = httpx.get(f"{server.url}/v1/model").json()
+    metrics = stored.info.metadata["metrics"]
+    assert card["tag"] == str(stored.tag)
+    assert card["holdout_accuracy"] == metrics["holdout_accuracy"] and card["macro_f1"] == metrics["macro_f1"]
+    assert card["per_class_f1"] == {name: scores["f1"] for name, scores in metrics["per_class"].items()}
+    assert card["confusion_matrix"] == metrics["confusion_matrix"]
+    assert card["training_data"]["class_counts"] == stored.info.metadata["dataset"]["class_counts"]
+    assert card["trained_at"].startswith(stored.info.creation_time.strftime("%Y-%m-%dT%H:%M"))
