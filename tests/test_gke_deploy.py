@@ -1,4 +1,5 @@
-"""deploy/gke/deploy.sh: the commands its --dry-run prints, and its refusal of incomplete input.
+"""deploy/gke/deploy.sh: the commands its --dry-run prints for each database, the manifests it renders, and its
+refusal of incomplete input.
 
 The dry runs get a PATH holding only the few basic tools the script itself uses, without gcloud,
 kubectl, docker or python: any attempt to really run one of them would fail the run.
@@ -11,61 +12,112 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from deploy.k8s import render
+from tests.support import require
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "gke" / "deploy.sh"
 BASIC_TOOLS = ("bash", "cat", "cut", "dirname", "mktemp", "rm")
-PASSWORDS = {
+SECRETS = {
     "DRYBEANS_MYSQL_ROOT_PASSWORD": "root-pw-sentinel-5e1",
     "DRYBEANS_APP_DB_PASSWORD": "app-pw-sentinel-9c4",
     "DRYBEANS_MIGRATOR_DB_PASSWORD": "migrator-pw-sentinel-2ab",
+    "DRYBEANS_API_TOKEN": "api-token-sentinel-77f",
 }
 REMOTE_IMAGE = "europe-central2-docker.pkg.dev/drybeans/drybeans-repo/drybeans:1.2.3"
+CLOUDSQL_ARGS = ("--database", "cloudsql", "--domain", "beans.example.org")
+
+Manifest = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def basic_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A directory with links to the basic tools only: no cloud or cluster tool can run."""
-    directory = tmp_path_factory.mktemp("bin")
-    for tool in BASIC_TOOLS:
+def tools_directory(directory: Path, tools: tuple[str, ...]) -> str:
+    """A directory with links to these tools only, for PATH."""
+    directory.mkdir()
+    for tool in tools:
         found = shutil.which(tool)
         assert found is not None, f"{tool} is needed to run deploy.sh"
         (directory / tool).symlink_to(found)
     return str(directory)
 
 
+@pytest.fixture(scope="module")
+def basic_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The basic tools only: no cloud or cluster tool can run."""
+    return tools_directory(tmp_path_factory.mktemp("basic") / "bin", BASIC_TOOLS)
+
+
+@pytest.fixture(scope="module")
+def kubectl_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The basic tools and kubectl: all that --print-manifests may need."""
+    require(shutil.which("kubectl") is not None, "kubectl (with its built-in kustomize)")
+    return tools_directory(tmp_path_factory.mktemp("kubectl") / "bin", (*BASIC_TOOLS, "kubectl"))
+
+
 def deploy(
-    basic_path: str, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+    path: str, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
-    """Run deploy.sh with only the basic tools on PATH and an empty gcloud/kube configuration."""
-    home = Path(basic_path).parent / "home"
+    """Run deploy.sh with `path` as PATH and an empty gcloud/kube configuration."""
+    home = Path(path).parent / "home"
     home.mkdir(exist_ok=True)
-    base = {"PATH": basic_path, "HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"), "KUBECONFIG": ""}
+    base = {"PATH": path, "HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"), "KUBECONFIG": ""}
     return subprocess.run(
         ["bash", str(SCRIPT), *args],
         cwd=cwd,
-        env={**base, **(env if env is not None else PASSWORDS)},
+        env={**base, **(env if env is not None else SECRETS)},
         capture_output=True,
         text=True,
         check=False,
     )
 
 
+def commands_of(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("+ ") for line in lines), result.stdout
+    return [line[2:] for line in lines]
+
+
 @pytest.fixture(scope="module")
-def dry_run(basic_path: str) -> subprocess.CompletedProcess[str]:
+def mysql_run(basic_path: str) -> subprocess.CompletedProcess[str]:
     return deploy(basic_path, "--project", "drybeans", "--tag", "1.2.3", "--dry-run")
 
 
 @pytest.fixture(scope="module")
-def commands(dry_run: subprocess.CompletedProcess[str]) -> list[str]:
-    assert dry_run.returncode == 0, dry_run.stderr
-    lines = dry_run.stdout.splitlines()
-    assert lines and all(line.startswith("+ ") for line in lines), dry_run.stdout
-    return [line[2:] for line in lines]
+def cloudsql_run(basic_path: str) -> subprocess.CompletedProcess[str]:
+    return deploy(basic_path, "--project", "drybeans", "--tag", "1.2.3", *CLOUDSQL_ARGS, "--dry-run")
+
+
+@pytest.fixture(scope="module")
+def mysql_commands(mysql_run: subprocess.CompletedProcess[str]) -> list[str]:
+    return commands_of(mysql_run)
+
+
+@pytest.fixture(scope="module")
+def cloudsql_commands(cloudsql_run: subprocess.CompletedProcess[str]) -> list[str]:
+    return commands_of(cloudsql_run)
+
+
+def print_manifests(path: str, *args: str, cwd: Path = REPO) -> list[Manifest]:
+    """The manifests deploy.sh would apply, rendered with the real kubectl."""
+    result = deploy(path, "--project", "drybeans", "--tag", "1.2.3", *args, "--print-manifests", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    for value in SECRETS.values():
+        assert value not in result.stdout
+    return list(yaml.safe_load_all(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def mysql_manifests(kubectl_path: str) -> list[Manifest]:
+    return print_manifests(kubectl_path)
+
+
+@pytest.fixture(scope="module")
+def cloudsql_manifests(kubectl_path: str) -> list[Manifest]:
+    return print_manifests(kubectl_path, *CLOUDSQL_ARGS)
 
 
 def index_of(commands: list[str], *fragments: str) -> int:
@@ -76,136 +128,288 @@ def index_of(commands: list[str], *fragments: str) -> int:
     raise AssertionError(f"no command contains {fragments}:\n" + "\n".join(commands))
 
 
-def manifests_dir(commands: list[str]) -> str:
-    render_command = commands[index_of(commands, "-m deploy.k8s.render")]
-    match = re.search(r"--out=(\S+)", render_command)
+def manifests_file(commands: list[str]) -> str:
+    match = re.search(r"^kubectl kustomize (\S+) --output=(\S+)$", commands[index_of(commands, "kubectl kustomize")])
     assert match is not None
-    return match.group(1)
+    assert match.group(2) == f"{match.group(1)}/manifests.yaml"
+    return match.group(2)
 
 
-def test_dry_run_prints_the_tutorial_steps_in_order(commands: list[str]) -> None:
+def assert_in_order(commands: list[str], steps: list[tuple[str, ...]]) -> None:
+    positions = [index_of(commands, *step) for step in steps]
+    assert positions == sorted(positions), list(zip(positions, steps, strict=True))
+
+
+CLUSTER_STEPS = [
+    ("gcloud artifacts repositories describe drybeans-repo", "--location=europe-central2"),
+    ("gcloud auth configure-docker europe-central2-docker.pkg.dev",),
+    ("docker tag drybeans:1.2.3 " + REMOTE_IMAGE,),
+    ("docker push " + REMOTE_IMAGE,),
+    ("gcloud container clusters describe drybeans-cluster", "--region=europe-central2"),
+    ("gcloud container clusters get-credentials drybeans-cluster", "--region=europe-central2"),
+]
+
+
+def test_mysql_dry_run_prints_the_tutorial_steps_in_order(mysql_commands: list[str]) -> None:
     steps = [
-        ("gcloud services enable", "container.googleapis.com", "artifactregistry.googleapis.com", "--project=drybeans"),
-        ("gcloud artifacts repositories describe drybeans-repo", "--location=europe-central2"),
-        ("gcloud auth configure-docker europe-central2-docker.pkg.dev",),
-        ("docker tag drybeans:1.2.3 " + REMOTE_IMAGE,),
-        ("docker push " + REMOTE_IMAGE,),
-        ("gcloud container clusters describe drybeans-cluster", "--region=europe-central2"),
-        ("gcloud container clusters get-credentials drybeans-cluster", "--region=europe-central2"),
-        ("-m deploy.k8s.render", "--image=" + REMOTE_IMAGE, "--namespace=drybeans"),
-        ("kubectl apply -f", "namespace-drybeans.yaml"),
+        ("gcloud services enable container.googleapis.com artifactregistry.googleapis.com --project=drybeans",),
+        *CLUSTER_STEPS,
+        ("kubectl kustomize",),
+        ("kubectl apply -f", "--selector=app.kubernetes.io/component=namespace"),
         ("kubectl create secret generic drybeans-db", "| kubectl apply -f -"),
-        ("kubectl apply -f", "in (config,database)"),
+        ("kubectl create secret generic drybeans-api", "| kubectl apply -f -"),
+        ("kubectl apply -f", "notin (server,migration,ingress)"),
         ("kubectl rollout status statefulset/drybeans-mysql",),
         ("kubectl delete job drybeans-migrate", "--ignore-not-found"),
         ("kubectl apply -f", "component=migration"),
         ("kubectl wait job/drybeans-migrate", "--for=condition=complete"),
-        ("kubectl rollout status deployment/drybeans",),
+        ("kubectl rollout status statefulset/drybeans ",),
         ("kubectl get service drybeans", "loadBalancer.ingress"),
     ]
-    positions = [index_of(commands, *step) for step in steps]
-    assert positions == sorted(positions), list(zip(positions, steps, strict=True))
+    assert_in_order(mysql_commands, steps)
     # The one command not listed above: applying everything, just before the service's rollout.
-    final_apply = commands[index_of(commands, "kubectl rollout status deployment/drybeans") - 1]
-    assert final_apply == f"kubectl apply -f {manifests_dir(commands)}"
-    assert len(commands) == len(steps) + 1
+    final_apply = mysql_commands[index_of(mysql_commands, "kubectl rollout status statefulset/drybeans ") - 1]
+    assert final_apply == f"kubectl apply -f {manifests_file(mysql_commands)}"
+    assert len(mysql_commands) == len(steps) + 1
+    assert not [c for c in mysql_commands if "gcloud sql" in c or "sqladmin" in c]
 
 
-def test_existing_registry_and_cluster_are_kept_and_missing_ones_created(commands: list[str]) -> None:
-    repository = commands[index_of(commands, "gcloud artifacts repositories describe")]
+def test_cloudsql_dry_run_creates_the_instance_users_and_identity_before_the_manifests(
+    cloudsql_commands: list[str],
+) -> None:
+    steps = [
+        ("gcloud services enable", "sqladmin.googleapis.com", "servicenetworking.googleapis.com"),
+        *CLUSTER_STEPS,
+        ("gcloud compute addresses describe google-managed-services-drybeans --global",
+         "|| gcloud compute addresses create google-managed-services-drybeans", "--purpose=VPC_PEERING"),
+        ("gcloud services vpc-peerings list", "|| gcloud services vpc-peerings connect",
+         "--ranges=google-managed-services-drybeans"),
+        ("gcloud sql instances describe drybeans-sql", "|| gcloud sql instances create drybeans-sql",
+         "--database-version=MYSQL_8_4", "--no-assign-ip", "--network=projects/drybeans/global/networks/default",
+         "--region=europe-central2"),
+        ("gcloud sql databases describe drybeans --instance=drybeans-sql", "|| gcloud sql databases create drybeans"),
+        ("gcloud sql users describe drybeans_migrator", "|| gcloud sql users create drybeans_migrator"),
+        ("gcloud sql users describe drybeans_app", "|| gcloud sql users create drybeans_app"),
+        ("gcloud iam service-accounts describe drybeans-sql@drybeans.iam.gserviceaccount.com",
+         "|| gcloud iam service-accounts create drybeans-sql"),
+        ("gcloud projects add-iam-policy-binding drybeans",
+         "--member=serviceAccount:drybeans-sql@drybeans.iam.gserviceaccount.com", "--role=roles/cloudsql.client"),
+        ("gcloud iam service-accounts add-iam-policy-binding drybeans-sql@drybeans.iam.gserviceaccount.com",
+         "--role=roles/iam.workloadIdentityUser", "--member=serviceAccount:drybeans.svc.id.goog[drybeans/drybeans]"),
+        ("gcloud compute addresses describe drybeans-ip --global", "|| gcloud compute addresses create drybeans-ip"),
+        ("kubectl kustomize",),
+        ("kubectl apply -f", "--selector=app.kubernetes.io/component=namespace"),
+        ("kubectl create secret generic drybeans-db",),
+        ("kubectl create secret generic drybeans-api",),
+        ("kubectl apply -f", "notin (server,migration,ingress)"),
+        ("kubectl delete job drybeans-migrate",),
+        ("kubectl apply -f", "component=migration"),
+        ("kubectl wait job/drybeans-migrate", "--for=condition=complete"),
+        ("kubectl rollout status statefulset/drybeans ",),
+        ("gcloud compute addresses describe drybeans-ip --global", "--format=value(address)"),
+    ]
+    assert_in_order(cloudsql_commands, steps)
+    assert len(cloudsql_commands) == len(steps) + 1
+    assert not [c for c in cloudsql_commands if "drybeans-mysql" in c]
+
+
+def test_existing_cloud_resources_are_kept_and_missing_ones_created(
+    mysql_commands: list[str], cloudsql_commands: list[str]
+) -> None:
+    repository = mysql_commands[index_of(mysql_commands, "gcloud artifacts repositories describe")]
     assert " || gcloud artifacts repositories create drybeans-repo " in repository
-    assert "--repository-format=docker" in repository
-    cluster = commands[index_of(commands, "gcloud container clusters describe")]
+    cluster = mysql_commands[index_of(mysql_commands, "gcloud container clusters describe")]
     assert cluster.endswith(
         "|| gcloud container clusters create-auto drybeans-cluster --project=drybeans --region=europe-central2"
+        " --network=default"
     )
+    creations = [c for c in cloudsql_commands if re.search(r"\b(create|connect)\b", c) and "secret" not in c]
+    assert creations and all(" || " in c for c in creations), creations
 
 
-def test_every_kubectl_step_targets_the_rendered_manifests_and_the_namespace(commands: list[str]) -> None:
-    directory = manifests_dir(commands)
-    applies = [c for c in commands if c.startswith("kubectl apply -f ") and "| kubectl" not in c]
-    assert len(applies) == 4
-    assert all(c.startswith(f"kubectl apply -f {directory}") for c in applies)
-    namespaced = [c for c in commands if c.startswith("kubectl") and "apply -f" not in c]
-    assert namespaced and all("--namespace=drybeans" in c for c in namespaced)
-
-
-def test_the_secret_is_built_from_the_environment_without_printing_a_password(
-    dry_run: subprocess.CompletedProcess[str], commands: list[str]
+def test_every_kubectl_step_targets_the_rendered_manifests_and_the_namespace(
+    mysql_commands: list[str], cloudsql_commands: list[str]
 ) -> None:
-    secret = commands[index_of(commands, "kubectl create secret generic drybeans-db")]
-    for variable in PASSWORDS:
-        assert f'<(printf %s "${variable}")' in secret
-    for password in PASSWORDS.values():
-        assert password not in dry_run.stdout
-        assert password not in dry_run.stderr
+    for commands in (mysql_commands, cloudsql_commands):
+        manifests = manifests_file(commands)
+        applies = [c for c in commands if c.startswith("kubectl apply -f ") and "| kubectl" not in c]
+        assert len(applies) == 4
+        assert all(c.startswith(f"kubectl apply -f {manifests}") for c in applies)
+        namespaced = [c for c in commands if c.startswith("kubectl") and "apply -f" not in c and "kustomize" not in c]
+        assert namespaced and all("--namespace=drybeans" in c for c in namespaced)
 
 
-def test_names_and_secret_keys_match_what_the_generator_renders(commands: list[str]) -> None:
-    manifests = render.render_manifests(render.load_config(render.DEFAULT_CONFIG))
-    rendered = {(m["kind"].lower(), m["metadata"]["name"]) for m in manifests}
+def created_secret_keys(commands: list[str]) -> dict[str, set[str]]:
+    """Secret name -> keys, read from the env files the dry run would pipe into kubectl."""
+    keys = {}
+    for command in commands:
+        match = re.match(r"kubectl create secret generic (\S+) .*--from-env-file=<\(printf '([^']*)'", command)
+        if match:
+            lines = match.group(2).split("\\n")  # printf's newline escapes, as printed
+            keys[match.group(1)] = {line.removesuffix("=%s") for line in lines if line}
+    return keys
+
+
+def test_the_secrets_are_built_from_the_environment_without_printing_a_value(
+    mysql_run: subprocess.CompletedProcess[str], cloudsql_run: subprocess.CompletedProcess[str],
+) -> None:
+    expected = {
+        mysql_run: {"DRYBEANS_MYSQL_ROOT_PASSWORD", "DRYBEANS_APP_DB_PASSWORD", "DRYBEANS_MIGRATOR_DB_PASSWORD",
+                    "DRYBEANS_API_TOKEN"},
+        cloudsql_run: {"DRYBEANS_APP_DB_PASSWORD", "DRYBEANS_MIGRATOR_DB_PASSWORD", "DRYBEANS_API_TOKEN"},
+    }
+    for run, variables in expected.items():
+        secrets = "\n".join(c for c in commands_of(run) if "secret generic" in c)
+        assert set(re.findall(r'"\$(DRYBEANS_[A-Z_]+)"', secrets)) == variables
+        for value in SECRETS.values():
+            assert value not in run.stdout
+            assert value not in run.stderr
+    users = [c for c in commands_of(cloudsql_run) if "gcloud sql users create" in c]
+    assert len(users) == 2
+    assert all(re.search(r"--flags-file=<\(password_flags_file DRYBEANS_\w+_DB_PASSWORD\)$", c) for c in users)
+    assert not [c for c in commands_of(cloudsql_run) if "--password" in c]
+
+
+def test_the_password_flags_file_escapes_for_yaml(tmp_path: Path) -> None:
+    # The function deploy.sh feeds to gcloud's --flags-file, run alone.
+    script = SCRIPT.read_text(encoding="utf-8")
+    function = re.search(r"^password_flags_file\(\) \{.*?^\}$", script, re.MULTILINE | re.DOTALL)
+    assert function is not None
+    tricky = 'a "quoted" \\ back: slash # not a comment'
+    result = subprocess.run(["bash", "-c", f"{function.group(0)}\npassword_flags_file SECRET"],
+                            env={"SECRET": tricky}, capture_output=True, text=True, check=True)
+    assert yaml.safe_load(result.stdout) == {"--password": tricky}
+
+
+@pytest.mark.parametrize("database", ["mysql", "cloudsql"])
+def test_the_secret_keys_created_are_those_the_manifests_read(
+    database: str, mysql_commands: list[str], cloudsql_commands: list[str],
+    mysql_manifests: list[Manifest], cloudsql_manifests: list[Manifest],
+) -> None:
+    commands, manifests = {"mysql": (mysql_commands, mysql_manifests),
+                           "cloudsql": (cloudsql_commands, cloudsql_manifests)}[database]
+    referenced: dict[str, set[str]] = {}
+    for workload in (m for m in manifests if m["kind"] in {"StatefulSet", "Job"}):
+        spec = workload["spec"]["template"]["spec"]
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            for entry in container.get("env", []):
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    referenced.setdefault(ref["name"], set()).add(ref["key"])
+    assert created_secret_keys(commands) == referenced
+
+
+@pytest.mark.parametrize("database", ["mysql", "cloudsql"])
+def test_names_in_the_commands_are_those_the_manifests_define(
+    database: str, mysql_commands: list[str], cloudsql_commands: list[str],
+    mysql_manifests: list[Manifest], cloudsql_manifests: list[Manifest],
+) -> None:
+    commands, manifests = {"mysql": (mysql_commands, mysql_manifests),
+                           "cloudsql": (cloudsql_commands, cloudsql_manifests)}[database]
+    defined = {(m["kind"].lower(), m["metadata"]["name"]) for m in manifests}
     text = "\n".join(commands)
-    for kind, name in re.findall(r"\b(statefulset|deployment|job)/([a-z0-9-]+)", text):
-        assert (kind, name) in rendered
-    assert ("service", re.search(r"kubectl get service (\S+)", text).group(1)) in rendered  # type: ignore[union-attr]
-    referenced_keys = {
-        entry["valueFrom"]["secretKeyRef"]["key"]
-        for m in manifests
-        if m["kind"] in {"Deployment", "StatefulSet", "Job"}
-        for container in m["spec"]["template"]["spec"]["containers"]
-        for entry in container.get("env", [])
-        if "valueFrom" in entry
-    }
-    created_keys = set(re.findall(r"--from-file=([a-z-]+)=", text))
-    assert created_keys == referenced_keys
+    for kind, name in re.findall(r"\b(statefulset|job)/([a-z0-9-]+)", text):
+        assert (kind, name) in defined
+    for name in re.findall(r"kubectl get service (\S+)", text):
+        assert ("service", name) in defined
+    if database == "cloudsql":
+        member = re.search(r"svc\.id\.goog\[(\S+)/(\S+)\]", text)
+        assert member is not None
+        account = next(m for m in manifests if m["kind"] == "ServiceAccount")
+        assert (member.group(1), member.group(2)) == (account["metadata"]["namespace"], account["metadata"]["name"])
+        ingress = next(m for m in manifests if m["kind"] == "Ingress")
+        address = re.search(r"gcloud compute addresses create (drybeans-ip) --global", text)
+        assert address is not None
+        assert ingress["metadata"]["annotations"]["kubernetes.io/ingress.global-static-ip-name"] == address.group(1)
 
 
-def test_the_phase_selectors_split_the_manifests_as_the_script_expects() -> None:
-    manifests = render.render_manifests(render.load_config(render.DEFAULT_CONFIG))
-    components = {
-        (m["kind"], m["metadata"]["name"]): m["metadata"]["labels"]["app.kubernetes.io/component"] for m in manifests
-    }
-    database_phase = {key for key, component in components.items() if component in {"config", "database"}}
-    migration_phase = {key for key, component in components.items() if component == "migration"}
-    assert database_phase == {
-        ("ConfigMap", "drybeans-config"),
-        ("ConfigMap", "drybeans-mysql-init"),
-        ("Service", "drybeans-mysql"),
-        ("NetworkPolicy", "drybeans-mysql"),
-        ("StatefulSet", "drybeans-mysql"),
-    }
-    assert migration_phase == {("Job", "drybeans-migrate")}
+@pytest.mark.parametrize("database", ["mysql", "cloudsql"])
+def test_the_phase_selectors_split_the_manifests_as_the_script_expects(
+    database: str, mysql_manifests: list[Manifest], cloudsql_manifests: list[Manifest]
+) -> None:
+    manifests = {"mysql": mysql_manifests, "cloudsql": cloudsql_manifests}[database]
+    component = {(m["kind"], m["metadata"]["name"]): m["metadata"]["labels"]["app.kubernetes.io/component"]
+                 for m in manifests}
+    first_phase = {(kind, re.sub(r"-[a-z0-9]{10}$", "", name)) for (kind, name), value in component.items()
+                   if value not in {"server", "migration", "ingress"}}
+    assert first_phase == {
+        "mysql": {("Namespace", "drybeans"), ("ConfigMap", "drybeans-config"), ("ConfigMap", "drybeans-mysql-init"),
+                  ("Service", "drybeans-mysql"), ("NetworkPolicy", "drybeans-mysql"),
+                  ("StatefulSet", "drybeans-mysql")},
+        "cloudsql": {("Namespace", "drybeans"), ("ConfigMap", "drybeans-config"), ("ConfigMap", "drybeans-cloudsql"),
+                     ("ServiceAccount", "drybeans")},
+    }[database]
+    assert {key for key, value in component.items() if value == "migration"} >= {("Job", "drybeans-migrate")}
+    assert [key for key, value in component.items() if value == "namespace"] == [("Namespace", "drybeans")]
+
+
+def test_print_manifests_fills_in_only_what_varies(kubectl_path: str, tmp_path: Path) -> None:
+    manifests = print_manifests(kubectl_path, *CLOUDSQL_ARGS, "--namespace", "beans-prod", "--region", "us-central1",
+                                "--sql-instance", "beans-db", cwd=tmp_path)
+    text = yaml.safe_dump_all(manifests)
+    for placeholder in ("PROJECT:REGION:INSTANCE", "@PROJECT.", "example.com", "namespace: drybeans\n"):
+        assert placeholder not in text
+    [namespace] = [m for m in manifests if m["kind"] == "Namespace"]
+    assert namespace["metadata"]["name"] == "beans-prod"
+    assert {m["metadata"].get("namespace", "beans-prod") for m in manifests} == {"beans-prod"}
+    images = set(re.findall(r"image: (\S+)", text))
+    assert images == {"us-central1-docker.pkg.dev/drybeans/drybeans-repo/drybeans:1.2.3",
+                      next(i for i in images if "cloud-sql-proxy" in i)}
+    [cloudsql] = [m for m in manifests if m["metadata"]["name"].startswith("drybeans-cloudsql")]
+    assert cloudsql["data"] == {"instance-connection-name": "drybeans:us-central1:beans-db"}
+    [account] = [m for m in manifests if m["kind"] == "ServiceAccount"]
+    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
+        "drybeans-sql@drybeans.iam.gserviceaccount.com"
+    )
+    [certificate] = [m for m in manifests if m["kind"] == "ManagedCertificate"]
+    assert certificate["spec"]["domains"] == ["beans.example.org"]
 
 
 def test_flags_override_environment_defaults(basic_path: str) -> None:
-    env = {**PASSWORDS, "GCP_PROJECT": "from-env-project", "GCP_REGION": "us-central1", "DRYBEANS_TAG": "env-tag"}
-    result = deploy(basic_path, "--dry-run", "--region", "europe-west4", "--cluster", "other-cluster", env=env)
+    env = {**SECRETS, "GCP_PROJECT": "from-env-project", "GCP_REGION": "us-central1", "DRYBEANS_TAG": "env-tag",
+           "DRYBEANS_DATABASE": "cloudsql"}
+    result = deploy(basic_path, "--dry-run", "--region", "europe-west4", "--cluster", "other-cluster",
+                    "--database", "mysql", env=env)
     assert result.returncode == 0, result.stderr
     assert "docker push europe-west4-docker.pkg.dev/from-env-project/drybeans-repo/drybeans:env-tag" in result.stdout
     assert "create-auto other-cluster --project=from-env-project --region=europe-west4" in result.stdout
     assert "us-central1" not in result.stdout
+    assert "gcloud sql" not in result.stdout
 
 
 def test_dry_run_works_from_another_directory(basic_path: str, tmp_path: Path) -> None:
     result = deploy(basic_path, "--project", "drybeans", "--tag", "1.2.3", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"--config={REPO}/deploy/k8s/config.yaml" in result.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["--tag", "1.2.3", "--dry-run"], PASSWORDS, "--project is required (or set GCP_PROJECT)"),
-        (["--project", "drybeans", "--dry-run"], PASSWORDS, "--tag is required (or set DRYBEANS_TAG)"),
+        (["--tag", "1.2.3", "--dry-run"], SECRETS, "--project is required (or set GCP_PROJECT)"),
+        (["--project", "drybeans", "--dry-run"], SECRETS, "--tag is required (or set DRYBEANS_TAG)"),
         (
             ["--project", "drybeans", "--tag", "1.2.3", "--dry-run"],
-            {"DRYBEANS_APP_DB_PASSWORD": "x"},
-            "set the database passwords in the environment: DRYBEANS_MYSQL_ROOT_PASSWORD DRYBEANS_MIGRATOR_DB_PASSWORD",
+            {"DRYBEANS_APP_DB_PASSWORD": "x", "DRYBEANS_API_TOKEN": "t"},
+            "set the secrets in the environment: DRYBEANS_MYSQL_ROOT_PASSWORD DRYBEANS_MIGRATOR_DB_PASSWORD",
         ),
-        (["--project", "Not_A_Project", "--tag", "1.2.3", "--dry-run"], PASSWORDS, "is not a Google Cloud project id"),
-        (["--project", "drybeans", "--tag", "bad tag", "--dry-run"], PASSWORDS, "is not a valid image tag"),
-        (["--project", "--tag", "1.2.3"], PASSWORDS, "--project needs a value"),
-        (["--project", "drybeans", "--tag", "1.2.3", "--frobnicate"], PASSWORDS, "unknown argument '--frobnicate'"),
+        (
+            ["--project", "drybeans", "--tag", "1.2.3", "--database", "cloudsql", "--dry-run"],
+            {"DRYBEANS_APP_DB_PASSWORD": "x", "DRYBEANS_MIGRATOR_DB_PASSWORD": "y"},
+            "set the secrets in the environment: DRYBEANS_API_TOKEN",
+        ),
+        (
+            ["--project", "drybeans", "--tag", "1.2.3", "--dry-run"],
+            {**SECRETS, "DRYBEANS_API_TOKEN": "two\nlines"},
+            "DRYBEANS_API_TOKEN must be one line",
+        ),
+        (["--project", "Not_A_Project", "--tag", "1.2.3", "--dry-run"], SECRETS, "is not a Google Cloud project id"),
+        (["--project", "drybeans", "--tag", "bad tag", "--dry-run"], SECRETS, "is not a valid image tag"),
+        (["--project", "drybeans", "--tag", "1.2.3", "--database", "postgres"], SECRETS,
+         "--database must be mysql or cloudsql, got 'postgres'"),
+        (["--project", "drybeans", "--tag", "1.2.3", "--domain", "https://beans.example.org/"], SECRETS,
+         "is not a domain name"),
+        (["--project", "--tag", "1.2.3"], SECRETS, "--project needs a value"),
+        (["--project", "drybeans", "--tag", "1.2.3", "--frobnicate"], SECRETS, "unknown argument '--frobnicate'"),
     ],
 )
 def test_refuses_incomplete_input_with_a_clear_message(
@@ -228,7 +432,8 @@ def test_help_describes_usage(basic_path: str) -> None:
     result = deploy(basic_path, "--help", env={})
     assert result.returncode == 0
     assert result.stdout.startswith("Usage: deploy/gke/deploy.sh --project PROJECT --tag TAG")
-    for word in ("--dry-run", "--region", "DRYBEANS_APP_DB_PASSWORD", "Autopilot"):
+    for word in ("--dry-run", "--database", "--domain", "--print-manifests", "DRYBEANS_API_TOKEN", "Autopilot",
+                 "Workload Identity"):
         assert word in result.stdout
 
 
