@@ -5,7 +5,6 @@ import gc
 import json
 from datetime import UTC
 from pathlib import Path
-from string import Template
 from typing import Annotated, Literal
 
 import bentoml
@@ -14,12 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse
 from threadpoolctl import threadpool_limits
 
 import errors
 import parsing
 from config import get_settings
+from console.routes import router as console_router
 from data.schema import CLASSES, FEATURES
 from db import store
 from db.engine import create_db_engine
@@ -42,10 +42,10 @@ from schemas import (
 )
 
 MODEL_TAG = "drybean_svc:latest"
-HOME = Template((Path(__file__).parent / "templates" / "home.html").read_text())
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
 
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
+web.include_router(console_router)  # the console at /, GET /v1/model, /docs.json with our own info
 
 
 @web.exception_handler(OperationalError)
@@ -119,14 +119,9 @@ class DryBeans:
                          for label, row, id_ in zip(labels.tolist(), scores.tolist(), ids, strict=True)],
         )
 
-    @web.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home(self) -> HTMLResponse:
-        """The home page, linking to the API docs."""
-        return HTMLResponse(HOME.substitute(model_tag=self.classifier.tag))
-
     @web.get("/docs", include_in_schema=False)
     def docs(self) -> FileResponse:
-        """BentoML's interactive API documentation (its usual home, `/`, is the home page here)."""
+        """BentoML's interactive API documentation (its usual home, `/`, is the console here)."""
         return FileResponse(SWAGGER_UI)
 
     @web.get("/v1/predictions", tags=["Records"])

@@ -58,7 +58,10 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics) -> bentom
             "features": list(FEATURES),
             "classes": list(CLASSES),
             "metrics": metrics.model_dump(),
-            "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows},
+            "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows,
+                        "class_counts": {c: int((dataset.labels == c).sum()) for c in CLASSES},
+                        "feature_ranges": {f: [float(dataset.features[f].min()), float(dataset.features[f].max())]
+                                           for f in FEATURES}},  # the console's class mix and input hints
             "split": {"test_size": TEST_SIZE, "random_state": RANDOM_STATE},
             "params": {"kernel": "linear", "C": pipeline.named_steps["svc"].C, "scaler": "StandardScaler"},
             "sklearn_version": sklearn.__version__,
