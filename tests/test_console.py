@@ -243,8 +243,10 @@ def test_accessibility_basics(browser: Browser, server: Server) -> None:
     expect(page.locator("#bean-label")).to_have_text("DERMASON", timeout=WAIT_MS)
 
     # Contrast of text against the background it is drawn on (WCAG 2 relative luminance).
+    expect(page.locator("#records-table tbody td").first).to_be_visible(timeout=WAIT_MS)
     ratios = page.evaluate("""selectors => selectors.map(s => {
         const el = document.querySelector(s);
+        if (!el) return [s, 0];  // missing: reported as unreadable
         const rgb = c => c.match(/[\\d.]+/g).map(Number);
         const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
             .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
