@@ -42,6 +42,9 @@ class Settings(BaseSettings):
                               description="The embedded database used when no MySQL is configured.")
     pool_size: int = Field(4, ge=1, description="Connections kept open per worker process.")
     pool_recycle_seconds: int = Field(1800, ge=1, description="Reconnect after this long (below wait_timeout).")
+    db_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Longest wait for the database: to connect, "
+                                      "to send, to read an answer, and (on the server) for one statement. A call "
+                                      "that takes longer counts as an outage: predictions are spooled.")
 
     # Schema
     migrate_on_startup: bool = Field(True, description="Bring the schema to head when a worker starts; "
@@ -53,6 +56,20 @@ class Settings(BaseSettings):
     max_beans_per_request: int = Field(10_000, ge=1, description="Larger requests are refused with 413.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413.")
     spool_dir: Path = Field(Path("spool"), description="Where predictions wait, durably, while the database is down.")
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20, description="The spool takes no more than this; beyond it, "
+                                 "while the database is down, stored predictions are refused with 503.")
+    replay_rows_per_second: int = Field(20_000, ge=100, description="Spooled predictions are written back at most "
+                                        "this fast, between live writes, so that live requests keep their latency.")
+    shutdown_drain_seconds: float = Field(20.0, ge=0, description="On shutdown, after the last request, how long "
+                                          "to keep replaying the spool into the database.")
+
+    # Access and metrics
+    api_token: SecretStr | None = Field(None, description="When set, reads of recorded data, feedback and "
+                                        "/metrics need `Authorization: Bearer <token>`.")
+    protect_predict: bool = Field(False, description="Require the token for predictions too (/predict, "
+                                  "/v1/classify, V2 infer); off by default for the tutorial's clients.")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics on this port "
+                                     "only, not on the API's port (Kubernetes keeps it off the public Service).")
 
     # Monitoring
     quality_min_count: int = Field(30, ge=1, description="A live quality figure needs at least this many reported "

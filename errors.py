@@ -23,9 +23,13 @@ OUT_OF_RANGE = "row {row}, feature {feature}: {value} is out of range; measureme
 UNSUPPORTED_MEDIA_TYPE = "send the body as JSON, with Content-Type: application/json"
 TOO_MANY_BEANS = "{count} beans in one request; the limit is {limit}: split it into smaller requests"
 BODY_TOO_LARGE = "the request body is over {limit} bytes; split it into smaller requests"
+TOO_MANY_CONTAINERS = "the request body holds more than {limit} JSON arrays and objects; split it into smaller requests"
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
-STORE_UNAVAILABLE = "neither the database nor the local spool could record the predictions; retry, or send store: false"
+STORE_UNAVAILABLE = ("the database is unavailable and the local spool cannot take the predictions ({reason}); "
+                     "retry later, or send store: false")
 UNKNOWN_VARIETY = "unknown variety {name!r}; known: {known}"
+TOKEN_MISSING = "this path needs a token: send the header Authorization: Bearer <token>"
+TOKEN_WRONG = "the token is not valid for this service"
 UNKNOWN_RECORDS = ("no recorded prediction for {records}; name beans by the record_id, or the request_id and "
                    "bean_index, that /v1/classify returned; nothing of this report was stored")
 FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and never changed; nothing of this "
@@ -33,7 +37,6 @@ FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and ne
 TOO_MANY_REPORTS = "{count} feedback items in one request; the limit is {limit}: split it into smaller requests"
 SERVICE_STARTING = "the service is starting; retry in a few seconds"
 NO_REFERENCE = "model {model} was saved without a training reference: retrain it with this version of train.py"
-
 
 
 class ApiError(Exception):

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 import errors
 from db.store import PredictionRecord
-from db.writer import GroupCommitWriter
+from db.writer import GroupCommitWriter, WriteFailed
 from schemas import StoreStatus
 
 
@@ -52,6 +52,6 @@ class PredictionRecorder:
         records = prediction_records(request_id, self._model_tag, rows, labels)
         try:
             written = await self._writer.write(records, want_ids=want_ids)
-        except OSError:  # neither the database nor the spool could take them
-            raise errors.StoreUnavailable(errors.STORE_UNAVAILABLE) from None
+        except WriteFailed as failure:  # neither the database nor the spool could take them
+            raise errors.StoreUnavailable(errors.STORE_UNAVAILABLE.format(reason=failure)) from None
         return Recorded(request_id, written.status, [written.ids.get(record.key) for record in records])

@@ -93,7 +93,7 @@ def grant_app_user(engine: Engine, user: str) -> None:
 def main() -> int:
     """Migrate the configured database, then grant the service user its privileges if one is named."""
     settings = get_settings()
-    engine = create_db_engine(settings)
+    engine = create_db_engine(settings, bounded=False)  # altering a large table may take minutes
     before = upgrade(engine)
     print(f"schema at {current_revision(engine)} (was {before or 'unversioned'}) on {engine.url!r}")
     if settings.app_db_user and engine.dialect.name == "mysql":

@@ -1,4 +1,5 @@
-"""A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones: a database outage on demand."""
+"""A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones, or freeze them: a database outage
+on demand, of either kind (a crashed server refuses; a stopped or partitioned one accepts and never answers)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,23 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self._flowing: asyncio.Event | None = None
 
     def start(self) -> None:
         """Start forwarding."""
         self._thread.start()
+        self._call(self._create_event())
         self.restore()
+
+    def freeze(self) -> None:
+        """Keep accepting connections and bytes, but pass nothing on, as a server stopped with SIGSTOP does."""
+        assert self._flowing is not None
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def thaw(self) -> None:
+        """Pass on everything held back, and go on forwarding."""
+        assert self._flowing is not None
+        self._loop.call_soon_threadsafe(self._flowing.set)
 
     def cut(self) -> None:
         """Close the listening port and every open connection: clients see refused and reset connections."""
@@ -43,6 +56,10 @@ class TcpProxy:
     def _call(self, coroutine: object) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)  # type: ignore[arg-type]
 
+    async def _create_event(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port, reuse_address=True)
 
@@ -55,19 +72,23 @@ class TcpProxy:
         self._connections.clear()
 
     async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
+        await self._flowing.wait()
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
             client_writer.transport.abort()
             return
         self._connections |= {client_writer, upstream_writer}
-        await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        await asyncio.gather(_pipe(client_reader, upstream_writer, self._flowing),
+                             _pipe(upstream_reader, client_writer, self._flowing))
         self._connections -= {client_writer, upstream_writer}
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
     with contextlib.suppress(OSError):
         while data := await reader.read(1 << 16):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     writer.transport.abort()

@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import errors
-import middleware
+from serving import guard
 import parsing
 from data.schema import FEATURES, MAX_MAGNITUDE
 from schemas import Bean, ClassifyRequest
@@ -155,11 +155,11 @@ upstream_bodies = st.one_of(
 @example(400, b'{"error": 1, "code": null}')
 @example(400, b'{"error": "refused", "code": "invalid_input", "trace": "..."}')
 def test_reshape_gives_every_4xx_body_the_error_shape_and_is_idempotent(status: int, body: bytes) -> None:
-    shaped = middleware.reshape(status, body)
+    shaped = guard.reshape(status, body)
     assert error_object(shaped), shaped
-    assert middleware.reshape(status, json.dumps(shaped).encode()) == shaped
+    assert guard.reshape(status, json.dumps(shaped).encode()) == shaped
 
 
 @pytest.mark.parametrize(("status", "code"), [(404, "not_found"), (405, "method_not_allowed"), (413, "too_large")])
 def test_reshape_names_the_status_in_the_code_of_a_plain_text_answer(status: int, code: str) -> None:
-    assert middleware.reshape(status, b"Not Found\n") == {"error": "Not Found", "code": code}
+    assert guard.reshape(status, b"Not Found\n") == {"error": "Not Found", "code": code}

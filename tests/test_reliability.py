@@ -9,89 +9,18 @@ import http.client
 import json
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from db.spool import Spool
 from schemas import EXAMPLE_ROW
-from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, Server, bentoml_serve, worker_pids
+from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, bentoml_serve, worker_pids
 from tests.tcp_proxy import TcpProxy, tcp_proxy
-
-
-@dataclass
-class Load:
-    """Clients sending one-bean stored predictions until stopped; what each answer said."""
-
-    server: Server
-    clients: int = 8
-    stored: dict[str, str] = field(default_factory=dict)  # request id -> committed | spooled
-    failures: list[str] = field(default_factory=list)  # answers that were not 200
-    unanswered: int = 0  # connections cut before an answer (not a promise, so not counted)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Load:
-        self._threads = [threading.Thread(target=self._client) for _ in range(self.clients)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def _client(self) -> None:
-        with httpx.Client(base_url=self.server.url, timeout=30) as http:
-            while not self._stop.is_set():
-                try:
-                    response = http.post("/predict", json={"data": [EXAMPLE_ROW]})
-                except httpx.TransportError:
-                    self.unanswered += 1
-                    continue
-                if response.status_code != 200:
-                    self.failures.append(f"{response.status_code} {response.text[:200]}")
-                    continue
-                self.stored[response.headers["X-Request-ID"]] = response.headers["X-Prediction-Store"]
-
-
-def _rows_by_request(db: MySQLDatabase) -> dict[str, int]:
-    with db.engine().connect() as connection:
-        return dict(connection.execute(text("SELECT request_id, COUNT(*) FROM drybeans "
-                                            "WHERE request_id IS NOT NULL GROUP BY request_id")).all())
-
-
-def _wait_until_drained(server: Server, timeout: float = 60) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{server.url}/readyz", timeout=10).json()
-        if report.get("ready") and report.get("spool_depth") == 0:
-            return report
-        time.sleep(0.5)
-    raise TimeoutError(f"spool not drained within {timeout} s: {report}")
-
-
-def _wait_for_workers(server: Server, done: Callable[[list[int]], bool], timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done(pids := worker_pids(server.process)):
-            return pids
-        time.sleep(0.2)
-    raise TimeoutError(f"workers are {worker_pids(server.process)} after {timeout} s")
-
-
-def _assert_exactly_once(db: MySQLDatabase, stored: dict[str, str]) -> None:
-    rows = _rows_by_request(db)
-    missing = [request_id for request_id in stored if request_id not in rows]
-    assert not missing, f"{len(missing)} predictions answered as stored are not in the database"
-    assert all(rows[request_id] == 1 for request_id in stored), "a prediction was stored twice"
+from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_for_workers, wait_until_drained
 
 
 @pytest.fixture
@@ -113,12 +42,12 @@ def test_a_ten_second_database_outage_under_load_loses_nothing(trained_model_hom
             outage = httpx.get(f"{server.url}/readyz").json()
             proxy.restore()
             time.sleep(3)
-        _wait_until_drained(server)
+        wait_until_drained(server)
     assert outage["database"] == "down" and outage["spool_depth"] > 0
     assert load.failures == []
     statuses = list(load.stored.values())
     assert statuses.count("spooled") > 50 and statuses.count("committed") > 50, statuses.count("spooled")
-    _assert_exactly_once(mysql_db, load.stored)
+    assert_exactly_once(mysql_db, load.stored)
 
 
 def test_sigterm_finishes_requests_in_flight_and_a_kept_spool_is_replayed_at_next_start(
@@ -145,8 +74,8 @@ def test_sigterm_finishes_requests_in_flight_and_a_kept_spool_is_replayed_at_nex
 
     proxy.restore()
     with bentoml_serve(env, tmp_path) as server:
-        _wait_until_drained(server)
-    rows = _rows_by_request(mysql_db)
+        wait_until_drained(server)
+    rows = rows_by_request(mysql_db)
     assert [rows.get(request_id) for request_id in request_ids] == [10_000] * 6
     assert not list(spool_dir.glob("*.jsonl"))
 
@@ -160,7 +89,7 @@ def test_a_worker_killed_mid_load_is_restarted_and_nothing_answered_is_lost(trai
         with Load(server) as load:
             time.sleep(2)
             os.kill(workers[0], signal.SIGKILL)
-            restarted = _wait_for_workers(server, lambda pids: len(pids) == 2 and workers[0] not in pids)
+            restarted = wait_for_workers(server, lambda pids: len(pids) == 2 and workers[0] not in pids)
             time.sleep(3)  # load on the restarted worker too
         assert workers[1] in restarted
         assert httpx.get(f"{server.url}/readyz").json()["ready"] is True
@@ -168,4 +97,4 @@ def test_a_worker_killed_mid_load_is_restarted_and_nothing_answered_is_lost(trai
         assert after.status_code == 200
     assert load.failures == []
     assert len(load.stored) > 100
-    _assert_exactly_once(mysql_db, load.stored)
+    assert_exactly_once(mysql_db, load.stored)

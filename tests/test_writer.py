@@ -14,7 +14,7 @@ from db.base import Base
 from db.models import Prediction
 from db.spool import Spool
 from db.store import PredictionRecord, insert_predictions, stored_ids
-from db.writer import GroupCommitWriter, WriteResult
+from db.writer import GroupCommitWriter, WriteFailed, WriteResult
 from tests.servers import MySQLDatabase
 
 
@@ -105,7 +105,7 @@ def test_a_write_neither_database_nor_spool_can_take_fails(tmp_path: Path) -> No
         finally:
             writer.close()
 
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed):
         asyncio.run(attempt())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from middleware import reshape
+from serving.guard import reshape
 
 
 def test_bentomls_one_element_array_becomes_an_object() -> None:
