@@ -28,6 +28,8 @@ from db.spool import Spool
 from db.writer import GroupCommitWriter
 from errors import answers_errors, error_response, logger, quiet_client_errors
 from middleware import ReadinessProbe, RequestGuard
+from monitoring.metrics import exposition as monitoring_gauges
+from monitoring.routes import router as monitoring_router
 from recording import PredictionRecorder, Recorded
 from schemas import (
     BeanPrediction,
@@ -45,6 +47,7 @@ MODEL_TAG = "drybean_svc:latest"
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
 
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
+web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(console_router)  # the console at /, GET /v1/model, /docs.json with our own info
 
 
@@ -152,8 +155,9 @@ class DryBeans:
                          spool_depth=depth)
 
     def __metrics__(self, exposition: str) -> str:
-        """BentoML's metrics, plus the spool depth (shared by all workers, so read at scrape time)."""
-        return exposition + (
+        """BentoML's metrics, the spool depth (shared by all workers, so read at scrape time), and the drift and
+        live-accuracy gauges (computed in the background)."""
+        return exposition + monitoring_gauges() + (
             "# HELP drybeans_spool_depth Predictions waiting on local disk for the database.\n"
             "# TYPE drybeans_spool_depth gauge\n"
             f"drybeans_spool_depth {self.writer.spool.depth()}\n"

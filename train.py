@@ -25,6 +25,7 @@ from data.acquire import load_dataset
 from data.readers import Dataset, DatasetError
 from data.schema import CLASSES, FEATURES
 from evaluation import Metrics, cross_validate, holdout_metrics, plot_confusion_matrix
+from monitoring.reference import Reference, build_reference
 
 MODEL_NAME = "drybean_svc"
 # The tutorial's split, so that accuracies compare with its 0.923.
@@ -47,7 +48,7 @@ def step(name: str) -> Iterator[None]:
     print(f"{name:<9} {time.perf_counter() - start:6.2f} s", flush=True)
 
 
-def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics) -> bentoml.Model:
+def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference: Reference) -> bentoml.Model:
     """Save to the model store with what a server and a person need to trust it without this script."""
     return bentoml.sklearn.save_model(
         MODEL_NAME,
@@ -58,6 +59,7 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics) -> bentom
             "features": list(FEATURES),
             "classes": list(CLASSES),
             "metrics": metrics.model_dump(),
+            "reference": reference.model_dump(),  # the training data in summary, for drift
             "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows,
                         "class_counts": {c: int((dataset.labels == c).sum()) for c in CLASSES},
                         "feature_ranges": {f: [float(dataset.features[f].min()), float(dataset.features[f].max())]
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     with step("save"):
-        model = save_model(pipeline, dataset, metrics)
+        model = save_model(pipeline, dataset, metrics, build_reference(x_train, y_train, FEATURES, CLASSES))
     print(f"{summary}\nreports in {args.output}/\nsaved {model.tag}")
     return 0
 

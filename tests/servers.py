@@ -79,6 +79,7 @@ TUTORIAL_TABLE = """CREATE TABLE IF NOT EXISTS drybeans (
 def make_tutorial_era(database: MySQLDatabase, names: list[str]) -> None:
     """Leave `database` as the tutorial's app would: its table, no schema version, rows named `names`."""
     with database.engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS feedback"))  # its foreign key names drybeans
         connection.execute(text("DROP TABLE IF EXISTS drybeans"))
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
         connection.execute(text(TUTORIAL_TABLE))

@@ -44,10 +44,17 @@ def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) 
     names = {c["name"] for c in inspect(engine).get_columns("drybeans")}
     assert {"request_id", "bean_index", "model_tag", "area", "shape_factor_4"} <= names
     assert {u["name"] for u in inspect(engine).get_unique_constraints("drybeans")} == {"uq_drybeans_request_bean"}
+    feedback = inspect(engine)
+    assert [c["name"] for c in feedback.get_columns("feedback")] == ["id", "record_id", "variety", "reported_at",
+                                                                     "request_id", "bean_index"]
+    assert [u["column_names"] for u in feedback.get_unique_constraints("feedback")] == [["record_id"]]
+    assert [(k["referred_table"], k["referred_columns"]) for k in feedback.get_foreign_keys("feedback")] == [
+        ("drybeans", ["id"])]
 
 
 def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQLDatabase) -> None:
     with mysql_db.engine().begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS feedback"))  # its foreign key names drybeans
         connection.execute(text("DROP TABLE IF EXISTS drybeans"))
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
     env = {**os.environ, **mysql_db.env}
