@@ -1,0 +1,208 @@
+"""The V2 REST endpoints, on the running service's classifier and recorder (found with get_current_service).
+
+Every failure is `{"error": message, "code": ...}`: 400 for a malformed request (the spec's status), 404 for a
+model or version this server does not serve, 413 over the service's per-request bean limit (as its other
+endpoints), 415 for a body declared as something other than JSON. Tritonclient sends no Content-Type: a body
+without one is read as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Protocol
+
+import bentoml
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+import errors
+from errors import ApiError, error_response, logger
+from protocol import tensors
+from protocol.schemas import (
+    REQUEST_ID,
+    STORE,
+    STORED,
+    ErrorResponse,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+
+SERVER_NAME = "drybeans"
+PLATFORM = "sklearn_pickle"  # "<project>_<format>", information only
+BINARY_HEADER = "inference-header-content-length"  # Triton's binary tensor extension
+UNKNOWN_MODEL = "unknown model {name!r}; this server serves {served!r}"
+UNKNOWN_VERSION = "model {name!r} has no version {version!r}; it has {served!r}"
+BINARY_DATA = ("binary tensor data is not supported: send the tensors as JSON `data` "
+               "(tritonclient: set_data_from_numpy(..., binary_data=False))")
+STORE_NOT_BOOLEAN = 'parameter "store" must be true or false'
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description} for status, description in (
+        (400, "a malformed request: the message names the problem"), (404, "no such model or version"),
+        (413, "more beans than the service takes in one request"))}
+
+
+class ModelNotFound(ApiError):
+    """The path names a model or version this server does not serve."""
+
+    status: ClassVar[int] = 404
+    code: ClassVar[str] = "not_found"
+
+
+class Service(Protocol):
+    """What the routes use of the running `DryBeans` instance."""
+
+    classifier: Any  # classifier.Classifier, imported by the worker only (it pulls in scikit-learn)
+    recorder: Any  # recording.PredictionRecorder
+    max_beans: int
+
+    async def readiness(self) -> Any:
+        """A report whose `ready` says whether predictions can be served and recorded."""
+
+    def alive(self) -> bool:
+        """Whether the worker can still record predictions."""
+
+
+class V2Route(APIRoute):
+    """Answer every failure of a V2 route as the protocol's error object, never as FastAPI's 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler, wrapped."""
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                if BINARY_HEADER in request.headers:
+                    raise errors.InvalidInput(BINARY_DATA)
+                content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+                if request.method == "POST" and content_type.lower() != "application/json":
+                    raise UnsupportedMediaType(errors.UNSUPPORTED_MEDIA_TYPE)
+                return await handler(request)
+            except RequestValidationError as invalid:
+                error: ApiError = errors.InvalidInput(_summary(invalid.errors()))
+            except ApiError as raised:
+                error = raised
+            logger.info("%s answered %d %s: %s", request.url.path, error.status, error.code, error.message)
+            return error_response(error)
+
+        return answer
+
+
+class UnsupportedMediaType(ApiError):
+    """A body declared as something other than JSON."""
+
+    status: ClassVar[int] = 415
+    code: ClassVar[str] = "unsupported_media_type"
+
+
+router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"], route_class=V2Route,
+                   strict_content_type=False, responses=ERRORS)
+
+
+def _service() -> Service:
+    service: Service = bentoml.get_current_service()
+    return service
+
+
+def _model(name: str, version: str | None = None) -> tuple[Service, str, str]:
+    """The service, and its model's name and version, when the path names them; ModelNotFound otherwise."""
+    service = _service()
+    served_name, served_version = service.classifier.tag.split(":")
+    if name != served_name:
+        raise ModelNotFound(UNKNOWN_MODEL.format(name=name, served=served_name))
+    if version is not None and version != served_version:
+        raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=version, served=served_version))
+    return service, served_name, served_version
+
+
+@router.get("")
+async def server_metadata() -> ServerMetadata:
+    """Server metadata: its name, the BentoML version serving it, and the protocol extensions it supports."""
+    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=[])
+
+
+@router.get("/health/live", responses={503: {"model": ServerLive}})
+async def server_live() -> JSONResponse:
+    """Live: this worker can answer and record predictions (503 once it cannot)."""
+    alive = _service().alive()
+    return JSONResponse(ServerLive(live=alive).model_dump(), status_code=200 if alive else 503)
+
+
+@router.get("/health/ready", responses={503: {"model": ServerReady}})
+async def server_ready() -> JSONResponse:
+    """Ready: the model is loaded and each prediction can be recorded (the database answers, or the spool has
+    room); 503 otherwise. The same test as /readyz."""
+    report = await _service().readiness()
+    return JSONResponse(ServerReady(live=True, ready=report.ready).model_dump(),
+                        status_code=200 if report.ready else 503)
+
+
+@router.get("/models/{model_name}")
+@router.get("/models/{model_name}/versions/{model_version}")
+async def model_metadata(model_name: str, model_version: str | None = None) -> ModelMetadata:
+    """The model's inputs and outputs (-1: any number of beans).
+
+    Inputs: one tensor `features` [n, 16] (FP64 or FP32; columns in the dataset's order: Area, Perimeter, ...,
+    ShapeFactor4), or instead the 16 features as tensors [n] (or [n, 1]) named as the dataset names them.
+    Outputs: `label` (BYTES [n]), `scores` and `probabilities` (FP64 [n, 7], columns in alphabetical order of
+    the varieties, listed in each tensor's parameter `columns`).
+    """
+    service, name, version = _model(model_name, model_version)
+    return ModelMetadata(name=name, versions=[version], platform=PLATFORM, inputs=tensors.input_metadata(),
+                         outputs=tensors.output_metadata(len(service.classifier.classes)))
+
+
+@router.get("/models/{model_name}/ready")
+@router.get("/models/{model_name}/versions/{model_version}/ready")
+async def model_ready(model_name: str, model_version: str | None = None) -> ModelReady:
+    """The model is loaded once the worker serves: always ready when the path names it."""
+    _, name, _ = _model(model_name, model_version)
+    return ModelReady(name=name, ready=True)
+
+
+@router.post("/models/{model_name}/infer")
+@router.post("/models/{model_name}/versions/{model_version}/infer")
+async def infer(request: InferenceRequest, model_name: str, model_version: str | None = None,
+                ) -> InferenceResponse:
+    """Classify beans. Every prediction is recorded, as by /predict, unless the request's parameters say
+    `"store": false`; the response's parameters tell the rows' `request_id` and whether they were `stored`
+    (committed, spooled or skipped)."""
+    service, name, version = _model(model_name, model_version)
+    store = (request.parameters or {}).get(STORE, True)
+    if not isinstance(store, bool):
+        raise errors.InvalidInput(STORE_NOT_BOOLEAN)
+    names = tensors.requested_outputs(request.outputs)
+    rows = tensors.feature_matrix(request.inputs, service.max_beans)
+    labels: npt.NDArray[np.str_]
+    labels, scores = service.classifier.classify(rows)
+    if store:
+        recorded = await service.recorder.record(rows, labels)
+        request_id, stored = recorded.request_id, recorded.status
+    else:
+        request_id, stored = "", "skipped"
+    return InferenceResponse(
+        model_name=name, model_version=version, id=request.id, parameters={REQUEST_ID: request_id, STORED: stored},
+        outputs=tensors.output_tensors(names, service.classifier.classes, labels, scores,
+                                       service.classifier.probabilities))
+
+
+def _summary(problems: Any) -> str:
+    """One line naming the first few validation problems: `inputs.0.shape: Field required`."""
+    parts = []
+    for problem in list(problems)[:3]:
+        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+        message = str(problem.get("msg") or "invalid value")
+        if problem.get("type") == "json_invalid":
+            message = f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'cannot be parsed')})"
+            where = ""
+        parts.append(f"{where}: {message}" if where else message)
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(parts) + more

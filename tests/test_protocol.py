@@ -1,0 +1,121 @@
+"""protocol/tensors.py: V2 input tensors to a feature matrix, outputs to tensors, and the messages of each refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import errors
+from data.schema import FEATURES
+from protocol import tensors
+from protocol.schemas import RequestInput, RequestOutput
+from schemas import EXAMPLE_ROW
+
+ROWS = np.array([EXAMPLE_ROW, [value * 1.5 for value in EXAMPLE_ROW]])
+
+
+def features(data: object, shape: list[int] | None = None, datatype: str = "FP64") -> RequestInput:
+    return RequestInput(name="features", shape=shape or [2, 16], datatype=datatype, data=data)  # type: ignore[arg-type]
+
+
+def columns(rows: np.ndarray, shape: str = "[n]") -> list[RequestInput]:
+    n = len(rows)
+    return [RequestInput(name=name, shape=[n] if shape == "[n]" else [n, 1], datatype="FP64",
+                         data=rows[:, i].tolist() if shape == "[n]" else rows[:, i:i + 1].tolist())
+            for i, name in enumerate(FEATURES)]
+
+
+def refused(inputs: list[RequestInput], max_beans: int = 100) -> str:
+    with pytest.raises(errors.ApiError) as caught:
+        tensors.feature_matrix(inputs, max_beans)
+    assert caught.value.status == 400
+    return caught.value.message
+
+
+@pytest.mark.parametrize("data", [ROWS.ravel().tolist(), ROWS.tolist()], ids=["flat", "nested"])
+def test_one_features_tensor_flat_or_nested(data) -> None:
+    np.testing.assert_array_equal(tensors.feature_matrix([features(data)], 100), ROWS)
+
+
+@pytest.mark.parametrize("shape", ["[n]", "[n,1]"])
+def test_sixteen_named_tensors_in_any_order(shape) -> None:
+    inputs = columns(ROWS, shape)[::-1]
+    np.testing.assert_array_equal(tensors.feature_matrix(inputs, 100), ROWS)
+
+
+def test_fp32_values_are_taken_as_float32() -> None:
+    matrix = tensors.feature_matrix([features(ROWS.tolist(), datatype="FP32")], 100)
+    np.testing.assert_array_equal(matrix, ROWS.astype(np.float32).astype(np.float64))
+
+
+def test_integers_are_numbers() -> None:
+    data = [int(v) for v in np.rint(ROWS.ravel())]
+    assert tensors.feature_matrix([features(data)], 100).dtype == np.float64
+
+
+@pytest.mark.parametrize(("inputs", "says"), [
+    ([features(ROWS.ravel().tolist(), [32])], "input 'features' has shape [32]; it must be [n, 16]"),
+    ([features(ROWS.ravel().tolist(), [2, 15])], "it must be [n, 16]"),
+    ([features(ROWS.tolist(), datatype="INT64")], "datatype 'INT64'; this model takes FP64 or FP32"),
+    ([features(ROWS.tolist(), datatype="fp64")], "datatype 'fp64'"),
+    ([features(ROWS.ravel().tolist()[:31])], "input 'features' has 31 data elements; its shape [2, 16] needs 32"),
+    ([features([ROWS[0].tolist()] * 3)], "nested data does not match its shape [2, 16]"),
+    ([features([*ROWS[0].tolist(), *ROWS[1].tolist()[:15], "1.0"])], "element 31: \"1.0\" is not a number"),
+    ([features([True, *ROWS.ravel().tolist()[1:]])], "element 0: true is not a number"),
+    ([features([None, *ROWS.ravel().tolist()[1:]])], "element 0: null is not a number"),
+    ([features([float("nan"), *ROWS.ravel().tolist()[1:]])], "element 0: nan is not a finite number"),
+    ([features([10**400, *ROWS.ravel().tolist()[1:]])], "element 0: 1000"),
+    ([features([1e16, *ROWS.ravel().tolist()[1:]])], "out of range; measurements lie within ±1e+15"),
+    ([features(ROWS.tolist()), features(ROWS.tolist())], "input 'features' is given more than once"),
+    ([features(ROWS.tolist()), columns(ROWS)[0]], "send it alone, not with 'Area'"),
+    (columns(ROWS)[1:], "missing input 'Area'"),
+    ([*columns(ROWS), RequestInput(name="Colour", shape=[2], datatype="FP64", data=[1, 2])], "unknown input 'Colour'"),
+    ([RequestInput(name="input-0", shape=[2, 16], datatype="FP64", data=ROWS.tolist())], "unknown input 'input-0'"),
+    ([*columns(ROWS)[1:], RequestInput(name="Area", shape=[3], datatype="FP64", data=[1, 2, 3])],
+     "different lengths: 'Perimeter' has 2 beans, 'Area' has 3"),
+    ([*columns(ROWS)[:-1], RequestInput(name="ShapeFactor4", shape=[2, 2], datatype="FP64", data=[1, 2, 3, 4])],
+     "must be [n] or [n, 1]"),
+], ids=["1-d", "15-columns", "int64", "lower-case", "short-data", "nesting", "string", "bool", "null", "nan",
+        "huge-int", "out-of-range", "duplicate", "features-and-column", "missing", "unknown", "unnamed",
+        "lengths", "column-shape"])
+def test_bad_inputs_are_refused_naming_the_problem(inputs, says) -> None:
+    assert says in refused(inputs)
+
+
+def test_over_the_bean_limit_is_too_large_before_the_data_is_read() -> None:
+    with pytest.raises(errors.TooLarge, match="3 beans in one request; the limit is 2"):
+        tensors.feature_matrix([features([], [3, 16])], 2)
+
+
+def test_no_beans_is_refused() -> None:
+    with pytest.raises(errors.InvalidInput, match=errors.NO_BEANS):
+        tensors.feature_matrix([features([], [0, 16])], 2)
+
+
+def test_requested_outputs() -> None:
+    assert tensors.requested_outputs(None) == ["label", "scores", "probabilities"]
+    assert tensors.requested_outputs([RequestOutput(name="probabilities"), RequestOutput(name="label")]) == [
+        "probabilities", "label"]
+    with pytest.raises(errors.InvalidInput, match="unknown output 'proba'; this model outputs label, scores"):
+        tensors.requested_outputs([RequestOutput(name="proba")])
+    with pytest.raises(errors.InvalidInput, match="output 'label' is requested more than once"):
+        tensors.requested_outputs([RequestOutput(name="label")] * 2)
+
+
+def test_output_tensors_are_flat_row_major_with_their_columns() -> None:
+    labels = np.array(["SIRA", "CALI"])
+    scores = np.arange(6.0).reshape(2, 3)
+    label, probabilities = tensors.output_tensors(["label", "probabilities"], ["A", "B", "C"], labels, scores,
+                                                  lambda table: table / 10)
+    assert label.model_dump(exclude_none=True) == {"name": "label", "shape": [2], "datatype": "BYTES",
+                                                   "data": ["SIRA", "CALI"]}
+    assert probabilities.shape == [2, 3] and probabilities.datatype == "FP64"
+    assert probabilities.data == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert probabilities.parameters == {"columns": "A,B,C"}
+
+
+def test_metadata_describes_the_batch_dimension_as_minus_one() -> None:
+    assert [t.model_dump() for t in tensors.input_metadata()] == [
+        {"name": "features", "datatype": "FP64", "shape": [-1, 16]}]
+    assert [(t.name, t.datatype, t.shape) for t in tensors.output_metadata(7)] == [
+        ("label", "BYTES", [-1]), ("scores", "FP64", [-1, 7]), ("probabilities", "FP64", [-1, 7])]
