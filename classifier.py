@@ -1,4 +1,5 @@
-"""The model as the service uses it: feature order and labels from its metadata, labels plus scores per bean."""
+"""The model as the service uses it: feature order and labels from its metadata; labels, scores, calibrated
+probabilities and exact explanations per bean."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import numpy.typing as npt
 import sklearn
 from sklearn.pipeline import Pipeline
 
+from calibration import TemperatureScaling
 from compiled_svc import SVCPredictor, make_predictor
 from data.schema import FEATURES
+from explanations import Explanations, PairwiseExplainer
 
 PROBE_ROWS = 2_000
 
@@ -26,6 +29,8 @@ class Classifier:
     predictor: SVCPredictor
     tag: str
     classes: tuple[str, ...]
+    calibrator: TemperatureScaling
+    explainer: PairwiseExplainer
 
     @classmethod
     def from_metadata(cls, pipeline: Pipeline, tag: str, metadata: dict[str, object]) -> Classifier:
@@ -39,12 +44,26 @@ class Classifier:
         if classes != tuple(pipeline.classes_):
             raise ModelMismatch(f"model {tag}: metadata classes {classes} differ from the pipeline's "
                                 f"{tuple(pipeline.classes_)}")
+        try:
+            calibrator = TemperatureScaling.from_metadata(metadata)
+            explainer = PairwiseExplainer.from_pipeline(pipeline)
+        except ValueError as exc:
+            raise ModelMismatch(f"model {tag}: {exc}: retrain it with this version of train.py") from None
         # Compiled inference when it agrees with scikit-learn on the probe, scikit-learn itself otherwise.
-        return cls(make_predictor(pipeline, probe_rows(pipeline)), tag, classes)
+        return cls(make_predictor(pipeline, probe_rows(pipeline)), tag, classes, calibrator, explainer)
 
     def classify(self, rows: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.float64]]:
         """Labels and one-vs-rest scores (rows x classes) of a feature matrix."""
         return self.predictor.predict_with_scores(rows)
+
+    def probabilities(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated probabilities (rows x classes) from `classify`'s scores."""
+        return self.calibrator.probabilities(scores)
+
+    def explain(self, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
+                scores: npt.NDArray[np.float64]) -> Explanations:
+        """Each bean's label against its runner-up, feature by feature (see explanations.py)."""
+        return self.explainer.explain(rows, np.searchsorted(self.classes, labels), scores)
 
 
 def probe_rows(pipeline: Pipeline) -> npt.NDArray[np.float64]:

@@ -1,8 +1,10 @@
-"""Model evaluation: holdout metrics, cross-validation and a confusion-matrix picture."""
+"""Model evaluation: holdout metrics, out-of-fold cross-validation, a confusion matrix and a reliability diagram."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,11 +13,17 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel
+from joblib import Parallel, delayed
+from pydantic import BaseModel, Field
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
+
+from calibration import TemperatureScaling, brier_score, log_loss, vote_ties
+from compiled_svc import CompiledLinearSVC
+
+RELIABILITY_BINS = 10
 
 
 class ClassScores(BaseModel):
@@ -25,6 +33,19 @@ class ClassScores(BaseModel):
     recall: float
     f1: float
     support: int
+
+
+class ProbabilityMetrics(BaseModel):
+    """How trustworthy the calibrated probabilities are, on the holdout set (lower is better for both scores)."""
+
+    method: str
+    temperature: float = Field(description="T in softmax(scores / T), fitted on out-of-fold training scores")
+    log_loss: float = Field(description="mean -ln p(true variety)")
+    brier_score: float = Field(description="mean squared distance to the one-hot truth, summed over varieties")
+    uncalibrated_log_loss: float = Field(description="the same with T = 1, for comparison")
+    vote_ties: int = Field(description="holdout beans on which several varieties tie on pairwise votes")
+    label_not_most_probable: int = Field(description="holdout beans whose label is not their most probable "
+                                                     "variety (possible only on vote ties)")
 
 
 class Metrics(BaseModel):
@@ -38,10 +59,19 @@ class Metrics(BaseModel):
     classes: list[str]
     per_class: dict[str, ClassScores]
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted, in `classes` order
+    probabilities: ProbabilityMetrics | None = None
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """What the cross-validation folds give: each fold's accuracy and every training bean's held-out scores."""
+
+    accuracies: npt.NDArray[np.float64]
+    scores: npt.NDArray[np.float64]  # rows of the training part, in its order; each from the fold that held it out
 
 
 def holdout_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, classes: list[str],
-                    cv_scores: npt.NDArray[np.float64]) -> Metrics:
+                    cv_scores: npt.NDArray[np.float64], probabilities: ProbabilityMetrics | None = None) -> Metrics:
     """Metrics of predictions on the holdout set, with the cross-validation scores alongside."""
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes,
                                                                      zero_division=0)
@@ -55,13 +85,75 @@ def holdout_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, classes: list[
         per_class={c: ClassScores(precision=p, recall=r, f1=f, support=s)
                    for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)},
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        probabilities=probabilities,
     )
 
 
-def cross_validate(pipeline: Pipeline, x: npt.NDArray[np.float64], y: npt.ArrayLike,
-                   folds: int = 5) -> npt.NDArray[np.float64]:
-    """Accuracy of an unfitted copy of `pipeline` over stratified folds (deterministic: no shuffling)."""
-    return cross_val_score(clone(pipeline), x, y, cv=StratifiedKFold(folds), scoring="accuracy", n_jobs=-1)
+def out_of_fold(pipeline: Pipeline, x: npt.NDArray[np.float64], y: npt.NDArray[Any],
+                folds: int = 5) -> OutOfFold:
+    """Fit an unfitted copy of `pipeline` per stratified fold (deterministic: no shuffling), all folds in parallel.
+
+    One fit per fold gives both the fold's accuracy and the held-out decision scores the calibrator learns from.
+    """
+    splits = list(StratifiedKFold(folds).split(x, y))
+    fitted = Parallel(n_jobs=-1, prefer="threads")(
+        delayed(_fold)(clone(pipeline), x[train], y[train], x[held_out], y[held_out]) for train, held_out in splits)
+    scores = np.empty((len(x), len(np.unique(y))))
+    for (_, held_out), (_, fold_scores) in zip(splits, fitted, strict=True):
+        scores[held_out] = fold_scores
+    return OutOfFold(accuracies=np.array([accuracy for accuracy, _ in fitted]), scores=scores)
+
+
+def _fold(pipeline: Pipeline, x_train: npt.NDArray[np.float64], y_train: npt.NDArray[Any],
+          x_held_out: npt.NDArray[np.float64], y_held_out: npt.NDArray[Any]) -> tuple[float, npt.NDArray[np.float64]]:
+    pipeline.fit(x_train, y_train)
+    # The compiled SVC: scikit-learn's labels exactly and its scores to ~1e-12, in one matrix product.
+    labels, scores = CompiledLinearSVC.from_pipeline(pipeline).predict_with_scores(x_held_out)
+    return float(accuracy_score(y_held_out, labels)), scores
+
+
+def probability_metrics(calibrator: TemperatureScaling, scores: npt.NDArray[np.float64], labels: npt.NDArray[Any],
+                        y_true: npt.NDArray[Any], classes: list[str]) -> ProbabilityMetrics:
+    """Log-loss and Brier score of the calibrated probabilities of holdout `scores`, and the vote-tie counts."""
+    y_index = np.searchsorted(classes, y_true)
+    probabilities = calibrator.probabilities(scores)
+    most_probable = np.asarray(classes)[probabilities.argmax(axis=1)]
+    return ProbabilityMetrics(
+        method=calibrator.to_metadata()["method"],
+        temperature=calibrator.temperature,
+        log_loss=log_loss(probabilities, y_index),
+        brier_score=brier_score(probabilities, y_index),
+        uncalibrated_log_loss=log_loss(TemperatureScaling(1.0).probabilities(scores), y_index),
+        vote_ties=int(vote_ties(scores).sum()),
+        label_not_most_probable=int((most_probable != labels).sum()),
+    )
+
+
+def plot_reliability(probabilities: npt.NDArray[np.float64], y_true: npt.NDArray[Any], classes: list[str],
+                     path: Path) -> Path:
+    """Write a reliability diagram (confidence of the most probable variety against how often it is right) as a
+    PNG, with the share of beans per confidence bin below."""
+    confidence = probabilities.max(axis=1)
+    correct = np.asarray(classes)[probabilities.argmax(axis=1)] == y_true
+    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, RELIABILITY_BINS - 1)
+    counts = np.bincount(bins, minlength=RELIABILITY_BINS)
+    filled = counts > 0
+    mean_confidence = np.bincount(bins, confidence, RELIABILITY_BINS)[filled] / counts[filled]
+    accuracy = np.bincount(bins, correct, RELIABILITY_BINS)[filled] / counts[filled]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), height_ratios=[3, 1], sharex=True, layout="constrained")
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    top.plot(mean_confidence, accuracy, marker="o", label="calibrated probabilities")
+    top.set_ylabel("share correct")
+    top.set_title(f"Reliability on the holdout of {len(y_true):,} beans")
+    top.legend(loc="upper left")
+    bottom.bar(edges[:-1], counts / counts.sum(), width=1 / RELIABILITY_BINS, align="edge", edgecolor="white")
+    bottom.set_xlabel("probability of the most probable variety")
+    bottom.set_ylabel("share of beans")
+    bottom.set_xlim(0, 1)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_confusion_matrix(metrics: Metrics, path: Path) -> Path:

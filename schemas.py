@@ -54,6 +54,22 @@ class ClassifyRequest(BaseModel):
 
     beans: list[Bean] = Field(min_length=1, description="the beans, each with its 16 features")
     store: bool = Field(True, description="record the predictions in the database")
+    explain: bool = Field(False, description="also answer, per bean, why the label won: see `explanation`")
+
+
+class Explanation(BaseModel):
+    """Why the label won, exactly: the one pairwise classifier that decided between the label and the runner-up."""
+
+    versus: str = Field(description="the runner-up: the variety with the next-highest score", examples=["SIRA"])
+    contributions: dict[str, float] = Field(
+        description="per feature: the pairwise classifier's weight times the bean's standardised value "
+                    "((value - training mean) / training standard deviation). Positive pushes towards the label, "
+                    "negative towards the runner-up; the larger the magnitude, the more it weighed")
+    intercept: float = Field(description="the pairwise classifier's constant term, in the same orientation")
+    decision: float = Field(
+        description="the sum of the contributions plus the intercept: the pairwise classifier's decision value "
+                    "(equal to it to float rounding). Positive: this classifier prefers the label over the "
+                    "runner-up; negative (rare): the runner-up won this contest, the label won more of the others")
 
 
 class BeanPrediction(BaseModel):
@@ -62,6 +78,14 @@ class BeanPrediction(BaseModel):
     label: str = Field(description="predicted variety", examples=["DERMASON"])
     scores: dict[str, float] = Field(description="one-vs-rest decision score per variety: the label scores highest "
                                                  "(votes of the pairwise classifiers plus a confidence below 1/3)")
+    probabilities: dict[str, float] = Field(
+        description="calibrated probability of each variety (they sum to 1): softmax(scores / T), T fitted on "
+                    "held-out training folds. The label is the most probable variety, except on a vote tie "
+                    "(several varieties winning as many pairwise contests), where the label is the first tied "
+                    "variety in alphabetical order, as scikit-learn decides, and the probabilities rank the tied "
+                    "varieties by their pairwise margins")
+    explanation: Explanation | None = Field(None, exclude_if=lambda value: value is None,
+                                            description="only when the request asked for it (`explain: true`)")
     record_id: int | None = Field(None, description="id of the stored row in table drybeans, when stored")
 
 

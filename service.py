@@ -5,9 +5,11 @@ import gc
 import json
 from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
+import numpy as np
+import numpy.typing as npt
 from fastapi import FastAPI, Query
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -30,9 +32,9 @@ from errors import answers_errors, error_response, logger, quiet_client_errors
 from middleware import ReadinessProbe, RequestGuard
 from monitoring.metrics import exposition as monitoring_gauges
 from monitoring.routes import router as monitoring_router
+from protocol.routes import router as v2_router
 from recording import PredictionRecorder, Recorded
 from schemas import (
-    BeanPrediction,
     ClassifyRequest,
     ClassifyResponse,
     PredictionPage,
@@ -43,12 +45,16 @@ from schemas import (
     VarietyCounts,
 )
 
+if TYPE_CHECKING:
+    from classifier import Classifier
+
 MODEL_TAG = "drybean_svc:latest"
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
 
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
 web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(console_router)  # the console at /, GET /v1/model, /docs.json with our own info
+web.include_router(v2_router)  # the Open Inference Protocol (V2): /v2, /v2/health/*, /v2/models/drybean_svc/*
 
 
 @web.exception_handler(OperationalError)
@@ -107,20 +113,19 @@ class DryBeans:
     @bentoml.api(route="/v1/classify")
     @answers_errors
     async def classify(self, request: ClassifyRequest, /) -> ClassifyResponse:
-        """Classify named beans: each bean's label and per-variety scores, and the ids of the stored records."""
+        """Classify named beans: each bean's label, per-variety scores and calibrated probabilities, optionally why
+        the label won, and the ids of the stored records."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
         labels, scores = self.classifier.classify(rows)
         recorded = (await self.recorder.record(rows, labels, want_ids=True) if request.store
                     else Recorded("", "skipped"))
-        ids = recorded.ids or [None] * len(labels)
-        return ClassifyResponse(
-            model=self.classifier.tag,
-            request_id=recorded.request_id,
-            stored=recorded.status,
-            predictions=[BeanPrediction(label=label, scores=dict(zip(self.classifier.classes, row, strict=True)),
-                                        record_id=id_)
-                         for label, row, id_ in zip(labels.tolist(), scores.tolist(), ids, strict=True)],
-        )
+        return ClassifyResponse.model_validate({
+            "model": self.classifier.tag,
+            "request_id": recorded.request_id,
+            "stored": recorded.status,
+            "predictions": bean_predictions(self.classifier, rows, labels, scores, recorded.ids,
+                                            explain=request.explain),
+        })
 
     @web.get("/docs", include_in_schema=False)
     def docs(self) -> FileResponse:
@@ -190,6 +195,25 @@ def settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000)
+
+
+def bean_predictions(classifier: "Classifier", rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
+                     scores: npt.NDArray[np.float64], ids: list[int | None], *, explain: bool) -> list[dict[str, Any]]:
+    """Each bean's answer, as plain data for `BeanPrediction` (validated in one pass, in pydantic's core)."""
+    classes = classifier.classes
+    answers = [{"label": label, "scores": dict(zip(classes, row_scores, strict=True)),
+                "probabilities": dict(zip(classes, row_probabilities, strict=True)), "record_id": id_}
+               for label, row_scores, row_probabilities, id_
+               in zip(labels.tolist(), scores.tolist(), classifier.probabilities(scores).tolist(),
+                      ids or [None] * len(labels), strict=True)]
+    if explain:
+        explained = classifier.explain(rows, labels, scores)
+        for answer, versus, row, intercept, decision in zip(
+                answers, explained.runner_up.tolist(), explained.contributions.tolist(), explained.intercept.tolist(),
+                explained.decision.tolist(), strict=True):
+            answer["explanation"] = {"versus": classes[versus], "contributions": dict(zip(FEATURES, row, strict=True)),
+                                     "intercept": intercept, "decision": decision}
+    return answers
 
 
 def stored_prediction(row: Prediction) -> StoredPrediction:

@@ -20,11 +20,20 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from calibration import TemperatureScaling
+from compiled_svc import CompiledLinearSVC
 from config import get_settings
 from data.acquire import load_dataset
 from data.readers import Dataset, DatasetError
 from data.schema import CLASSES, FEATURES
-from evaluation import Metrics, cross_validate, holdout_metrics, plot_confusion_matrix
+from evaluation import (
+    Metrics,
+    holdout_metrics,
+    out_of_fold,
+    plot_confusion_matrix,
+    plot_reliability,
+    probability_metrics,
+)
 from monitoring.reference import Reference, build_reference
 
 MODEL_NAME = "drybean_svc"
@@ -48,7 +57,8 @@ def step(name: str) -> Iterator[None]:
     print(f"{name:<9} {time.perf_counter() - start:6.2f} s", flush=True)
 
 
-def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference: Reference) -> bentoml.Model:
+def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference: Reference,
+               calibrator: TemperatureScaling) -> bentoml.Model:
     """Save to the model store with what a server and a person need to trust it without this script."""
     return bentoml.sklearn.save_model(
         MODEL_NAME,
@@ -59,6 +69,7 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference
             "features": list(FEATURES),
             "classes": list(CLASSES),
             "metrics": metrics.model_dump(),
+            "calibration": calibrator.to_metadata(),  # the service's probabilities: calibration.py
             "reference": reference.model_dump(),  # the training data in summary, for drift
             "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows,
                         "class_counts": {c: int((dataset.labels == c).sum()) for c in CLASSES},
@@ -100,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     with step("fit"):
         pipeline.fit(x_train, y_train)
     with step("evaluate"):
-        cv_scores = cross_validate(pipeline, x_train, y_train)
-        metrics = holdout_metrics(y_test, pipeline.predict(x_test), list(CLASSES), cv_scores)
+        folds = out_of_fold(pipeline, x_train, y_train)
+        calibrator = TemperatureScaling.fit(folds.scores, np.searchsorted(CLASSES, y_train))
+        labels, scores = CompiledLinearSVC.from_pipeline(pipeline).predict_with_scores(x_test)  # exact labels
+        metrics = holdout_metrics(y_test, labels, list(CLASSES), folds.accuracies,
+                                  probability_metrics(calibrator, scores, labels, y_test, list(CLASSES)))
         args.output.mkdir(parents=True, exist_ok=True)
         (args.output / "metrics.json").write_text(metrics.model_dump_json(indent=2) + "\n")
         plot_confusion_matrix(metrics, args.output / "confusion_matrix.png")
+        plot_reliability(calibrator.probabilities(scores), y_test, list(CLASSES), args.output / "reliability.png")
     summary = (f"holdout accuracy {metrics.holdout_accuracy:.4f}, macro F1 {metrics.macro_f1:.4f}, "
                f"{metrics.cv_folds}-fold CV {metrics.cv_accuracy_mean:.4f} ± {metrics.cv_accuracy_std:.4f}")
     if metrics.holdout_accuracy < args.min_accuracy:
@@ -116,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     with step("save"):
-        model = save_model(pipeline, dataset, metrics, build_reference(x_train, y_train, FEATURES, CLASSES))
+        model = save_model(pipeline, dataset, metrics, build_reference(x_train, y_train, FEATURES, CLASSES),
+                           calibrator)
     print(f"{summary}\nreports in {args.output}/\nsaved {model.tag}")
     return 0
 

@@ -36,6 +36,11 @@ def test_reports_are_written(trained_model: subprocess.CompletedProcess[str]) ->
     assert matrix.shape == (7, 7) and matrix.sum() == 4084  # 30% of 13,611
     assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["holdout_accuracy"])
     assert (output / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    probabilities = metrics["probabilities"]
+    assert 0 < probabilities["log_loss"] < probabilities["uncalibrated_log_loss"] < 1
+    assert 0 < probabilities["brier_score"] < 0.2 and 0.1 < probabilities["temperature"] < 1
+    assert probabilities["label_not_most_probable"] <= probabilities["vote_ties"] < 20
+    assert (output / "reliability.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess.CompletedProcess[str]) -> None:
@@ -47,6 +52,7 @@ def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess
     assert meta["dataset"]["rows"] == 13_611 and len(meta["dataset"]["sha256"]) == 64
     assert meta["split"] == {"test_size": 0.3, "random_state": 17}
     assert meta["params"]["kernel"] == "linear" and meta["sklearn_version"]
+    assert meta["calibration"]["temperature"] == meta["metrics"]["probabilities"]["temperature"]
     assert model.info.labels["algorithm"] == "linear-svc"
     pipeline = bentoml.sklearn.load_model(model)
     assert pipeline.predict(np.array([train.DERMASON_EXAMPLE]))[0] == "DERMASON"
