@@ -89,6 +89,15 @@ def beans_body(count: int) -> bytes:
     return as_json({"beans": [EXAMPLE_BEAN] * count})
 
 
+def v2_body(shape: list[int] | None = None, data: list[Any] | None = None, datatype: str = "FP64",
+            **fields: Any) -> bytes:
+    """A V2 inference request with one "features" tensor (the example bean unless told), store false."""
+    tensor = {"name": "features", "shape": shape or [1, 16], "datatype": datatype,
+              "data": EXAMPLE_ROW if data is None else data}
+    return as_json({"inputs": [tensor], "parameters": {"store": False}, **fields})
+
+
+V2_INFER = "/v2/models/drybean_svc/infer"
 GOOD_DATA = json.dumps([EXAMPLE_ROW])  # a valid tutorial `data` string: only the envelope is wrong below
 NOT_JSON = errors.DATA_NOT_JSON.split(" (")[0]  # "data is not valid JSON"
 
@@ -211,6 +220,36 @@ CORPUS: list[BadRequest] = [
     BadRequest("put-counts", "PUT", "/v1/predictions/counts", 405, "Method Not Allowed", b"{}"),
     BadRequest("unknown-path", "GET", "/v2/predictions", 404, "Not Found", content_type=None),
     BadRequest("prediction-by-id", "GET", "/v1/predictions/1", 404, "Not Found", content_type=None),
+    # The V2 protocol (protocol/): refusals are 400 (404 for a model or version not served), never 5xx
+    post("v2-wrong-shape", V2_INFER, 400, "input 'features' has shape [1, 15]; it must be [n, 16]",
+         v2_body(shape=[1, 15], data=EXAMPLE_ROW[:15])),
+    post("v2-wrong-datatype", V2_INFER, 400, "datatype 'INT32'; this model takes FP64 or FP32",
+         v2_body(datatype="INT32")),
+    post("v2-missing-input", V2_INFER, 400, "missing input 'ShapeFactor4'", as_json({"inputs": [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]} for name, value in
+        list(zip(FEATURES, EXAMPLE_ROW, strict=True))[:15]]})),
+    post("v2-unknown-output", V2_INFER, 400, "unknown output 'proba'; this model outputs label, scores, probabilities",
+         v2_body(outputs=[{"name": "proba"}])),
+    post("v2-wrong-model", "/v2/models/iris/infer", 404, "unknown model 'iris'; this server serves 'drybean_svc'",
+         v2_body()),
+    post("v2-wrong-version", "/v2/models/drybean_svc/versions/v9/infer", 404, "has no version 'v9'", v2_body()),
+    BadRequest("v2-metadata-wrong-model", "GET", "/v2/models/iris", 404, "unknown model 'iris'", content_type=None),
+    post("v2-data-length", V2_INFER, 400, "input 'features' has 16 data elements; its shape [2, 16] needs 32",
+         v2_body(shape=[2, 16])),
+    post("v2-nesting", V2_INFER, 400, "nested data does not match its shape [2, 16]",
+         v2_body(shape=[2, 16], data=[EXAMPLE_ROW[:8], EXAMPLE_ROW[8:]] * 2)),
+    post("v2-string-element", V2_INFER, 400, "input 'features', element 0: \"33958\" is not a number",
+         v2_body(data=["33958", *EXAMPLE_ROW[1:]])),
+    post("v2-raw-nan", V2_INFER, 400, "element 0: nan is not a finite number",
+         v2_body(data=["@", *EXAMPLE_ROW[1:]]).replace(b'"@"', b"NaN")),
+    post("v2-no-inputs", V2_INFER, 400, "inputs: List should have at least 1 item", as_json({"inputs": []})),
+    post("v2-inputs-missing", V2_INFER, 400, "inputs: Field required", as_json({"id": "1"})),
+    post("v2-tensor-without-data", V2_INFER, 400, "inputs.0.data: Field required",
+         as_json({"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP64"}]})),
+    post("v2-truncated-json", V2_INFER, 400, "the body is not valid JSON", b'{"inputs": ['),
+    post("v2-store-not-boolean", V2_INFER, 400, 'parameter "store" must be true or false',
+         v2_body(parameters={"store": "no"})),
+    post("v2-text-plain", V2_INFER, 415, JSON, v2_body(), "text/plain"),
     # Over the default limits
     post("10001-beans", "/predict", 413, errors.TOO_MANY_BEANS.format(count=10_001, limit=DEFAULT_MAX_BEANS),
          as_json({"data": [EXAMPLE_ROW] * (DEFAULT_MAX_BEANS + 1)})),
@@ -223,6 +262,7 @@ CORPUS: list[BadRequest] = [
 LIMITED_BODY = errors.BODY_TOO_LARGE.format(limit=4096)
 LIMITED_BEANS = errors.TOO_MANY_BEANS.format(count=4, limit=3)
 OVER_LIMITS: list[BadRequest] = [
+    post("v2-4-beans", V2_INFER, 413, LIMITED_BEANS, v2_body(shape=[4, 16], data=EXAMPLE_ROW * 4)),
     post("4-beans", "/predict", 413, LIMITED_BEANS, as_json({"data": [EXAMPLE_ROW] * 4})),
     post("4-beans-in-string", "/predict", 413, LIMITED_BEANS, as_json({"data": json.dumps([EXAMPLE_ROW] * 4)})),
     post("classify-4-beans", "/v1/classify", 413, LIMITED_BEANS, beans_body(4)),

@@ -1,0 +1,158 @@
+"""The V2 endpoints through real third-party clients (Triton's and KServe's) against a real `bentoml serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.http as triton
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from sklearn.model_selection import train_test_split
+from sqlalchemy import text
+from tritonclient.utils import InferenceServerException
+
+from data.schema import CLASSES, FEATURES
+from tests.servers import MySQLDatabase, Server, bentoml_serve
+
+pytestmark = pytest.mark.mysql
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[Server]:
+    with bentoml_serve(mysql_db.env, tmp_path_factory.mktemp("logs")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def holdout(shared_csv: Path) -> np.ndarray:
+    """train.py's held-out beans (test_size=0.3, random_state=17)."""
+    frame = pd.read_csv(shared_csv)
+    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
+    return train_test_split(x, y, test_size=0.3, random_state=17)[1]
+
+
+@pytest.fixture(scope="module")
+def predict_labels(server: Server, holdout: np.ndarray) -> list[str]:
+    """/predict's labels for the held-out set."""
+    with server.client() as http:
+        response = http.post("/predict", json={"data": holdout.tolist(), "store": False})
+    return json.loads(response.json()["predictions"])
+
+
+@pytest.fixture(scope="module")
+def version(server: Server) -> str:
+    with server.client() as http:
+        return http.get("/v2/models/drybean_svc").json()["versions"][0]
+
+
+def rows_in_table(db: MySQLDatabase) -> int:
+    with db.engine().connect() as connection:
+        return int(connection.scalar(text("SELECT COUNT(*) FROM drybeans")))
+
+
+def triton_client(server: Server) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=120)
+
+
+def test_tritonclient_health_and_metadata(server: Server, version: str) -> None:
+    client = triton_client(server)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("drybean_svc") and client.is_model_ready("drybean_svc", version)
+    assert not client.is_model_ready("iris")
+    assert client.get_server_metadata() == {"name": "drybeans", "version": client.get_server_metadata()["version"],
+                                            "extensions": []}
+    metadata = client.get_model_metadata("drybean_svc", version)
+    assert metadata["name"] == "drybean_svc" and metadata["versions"] == [version]
+    assert metadata["inputs"] == [{"name": "features", "datatype": "FP64", "shape": [-1, 16]}]
+    assert metadata["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                                   {"name": "scores", "datatype": "FP64", "shape": [-1, 7]},
+                                   {"name": "probabilities", "datatype": "FP64", "shape": [-1, 7]}]
+
+
+def test_tritonclient_infer_labels_equal_predicts_for_the_whole_holdout(
+        server: Server, holdout: np.ndarray, predict_labels: list[str], version: str) -> None:
+    features = triton.InferInput("features", list(holdout.shape), "FP64")
+    features.set_data_from_numpy(holdout, binary_data=False)
+    outputs = [triton.InferRequestedOutput(name, binary_data=False) for name in ("label", "probabilities")]
+    result = triton_client(server).infer("drybean_svc", [features], model_version=version, outputs=outputs,
+                                         request_id="holdout", parameters={"store": False})
+    labels = result.as_numpy("label").astype(str)
+    assert len(labels) == 4084 and labels.tolist() == predict_labels
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (4084, 7) and np.allclose(probabilities.sum(axis=1), 1.0)
+    assert result.get_output("scores") is None  # only what was asked
+    response = result.get_response()
+    assert response["id"] == "holdout" and response["model_version"] == version
+    assert response["parameters"] == {"request_id": "", "stored": "skipped"}
+    most_probable = np.asarray(CLASSES)[probabilities.argmax(axis=1)]
+    assert (most_probable != labels).sum() <= 5  # differs only on vote ties (calibration.py)
+
+
+def test_tritonclient_sixteen_fp32_tensors_and_recording(server: Server, holdout: np.ndarray,
+                                                         predict_labels: list[str], mysql_db: MySQLDatabase) -> None:
+    rows = holdout[:50].astype(np.float32)
+    inputs = []
+    for i, name in enumerate(FEATURES):
+        tensor = triton.InferInput(name, [len(rows)], "FP32")
+        tensor.set_data_from_numpy(rows[:, i], binary_data=False)
+        inputs.append(tensor)
+    before = rows_in_table(mysql_db)
+    result = triton_client(server).infer("drybean_svc", inputs, outputs=[
+        triton.InferRequestedOutput("label", binary_data=False)])
+    assert result.as_numpy("label").astype(str).tolist() == [  # float32 beans: compare with /predict on them
+        *json.loads(server.client().post("/predict", json={"data": rows.astype(np.float64).tolist(),
+                                                           "store": False}).json()["predictions"])]
+    parameters = result.get_response()["parameters"]
+    assert parameters["stored"] == "committed" and len(parameters["request_id"]) == 32
+    assert rows_in_table(mysql_db) == before + 50
+    with mysql_db.engine().connect() as connection:
+        stored = connection.scalars(text("SELECT name FROM drybeans WHERE request_id = :id ORDER BY bean_index"),
+                                    {"id": parameters["request_id"]}).all()
+    assert stored == result.as_numpy("label").astype(str).tolist()
+
+
+def test_tritonclient_sees_the_errors(server: Server, holdout: np.ndarray) -> None:
+    client = triton_client(server)
+    features = triton.InferInput("features", [2, 16], "FP64")
+    features.set_data_from_numpy(holdout[:2], binary_data=False)
+    with pytest.raises(InferenceServerException, match="unknown model 'iris'") as caught:
+        client.infer("iris", [features])
+    assert caught.value.status() == "404"
+    with pytest.raises(InferenceServerException, match="unknown output 'proba'") as caught:
+        client.infer("drybean_svc", [features], outputs=[triton.InferRequestedOutput("proba", binary_data=False)])
+    assert caught.value.status() == "400"
+    binary = triton.InferInput("features", [2, 16], "FP64")
+    binary.set_data_from_numpy(holdout[:2])  # Triton's binary extension, which this server does not offer
+    with pytest.raises(InferenceServerException, match="binary_data=False"):
+        client.infer("drybean_svc", [binary])
+
+
+def test_kserve_rest_client_health_metadata_and_infer(server: Server, holdout: np.ndarray,
+                                                      predict_labels: list[str]) -> None:
+    async def session() -> None:
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=120))
+        try:
+            assert await client.is_server_live(server.url) and await client.is_server_ready(server.url)
+            assert await client.is_model_ready(server.url, "drybean_svc")
+            assert not await client.is_model_ready(server.url, "iris")
+            features = InferInput("features", list(holdout.shape), "FP64")
+            features.set_data_from_numpy(holdout, binary_data=False)
+            request = InferRequest(model_name="drybean_svc", infer_inputs=[features], request_id="k1",
+                                   parameters={"store": False})
+            response = await client.infer(server.url, request, model_name="drybean_svc")
+            assert response.id == "k1" and [o.name for o in response.outputs] == ["label", "scores", "probabilities"]
+            assert response.outputs[0].as_numpy().astype(str).tolist() == predict_labels
+            assert response.outputs[1].as_numpy().shape == (4084, 7)
+        finally:
+            await client.close()
+
+    asyncio.run(session())
+    # The SDK's REST client has no metadata call: read it as a KServe user would, over plain HTTP.
+    with server.client() as http:
+        assert http.get("/v2/models/drybean_svc").json()["inputs"][0]["shape"] == [-1, 16]
