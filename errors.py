@@ -28,8 +28,8 @@ DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
 STORE_UNAVAILABLE = ("the database is unavailable and the local spool cannot take the predictions ({reason}); "
                      "retry later, or send store: false")
 UNKNOWN_VARIETY = "unknown variety {name!r}; known: {known}"
-TOKEN_MISSING = "this path needs a token: send the header Authorization: Bearer <token>"
-TOKEN_WRONG = "the token is not valid for this service"
+AUTHORIZATION_MISSING = "this path needs a token: send the header Authorization: Bearer <token>"
+AUTHORIZATION_REFUSED = "the token is not valid for this service"
 UNKNOWN_RECORDS = ("no recorded prediction for {records}; name beans by the record_id, or the request_id and "
                    "bean_index, that /v1/classify returned; nothing of this report was stored")
 FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and never changed; nothing of this "

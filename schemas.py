@@ -52,7 +52,8 @@ class ClassifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    beans: list[Bean] = Field(min_length=1, description="the beans, each with its 16 features")
+    # fail_fast: the first bad bean ends validation, so a body of many bad beans costs one bean's errors.
+    beans: list[Bean] = Field(min_length=1, fail_fast=True, description="the beans, each with its 16 features")
     store: bool = Field(True, description="record the predictions in the database")
     explain: bool = Field(False, description="also answer, per bean, why the label won: see `explanation`")
 
@@ -144,9 +145,11 @@ class VarietyCounts(BaseModel):
 
 
 class Readiness(BaseModel):
-    """What `/readyz` reports: ready means the model is loaded and the database answers."""
+    """What `/readyz` reports: ready means the model is loaded and each prediction's record can be kept: the
+    database answers, or the local spool has room."""
 
     ready: bool
     model: str
     database: Literal["up", "down"]
+    spool: Literal["ok", "full"] = Field(description="full: over its size limit, out of disk, or not writable")
     spool_depth: int = Field(description="predictions waiting on local disk for the database")

@@ -11,8 +11,7 @@ import bentoml
 import numpy as np
 import numpy.typing as npt
 from fastapi import FastAPI, Query
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -25,11 +24,11 @@ from console.routes import router as console_router
 from data.schema import CLASSES, FEATURES
 from db import store
 from db.engine import create_db_engine
+from db.health import DatabaseProbe
 from db.models import FEATURE_COLUMNS, Prediction
 from db.spool import Spool
 from db.writer import GroupCommitWriter
 from errors import answers_errors, error_response, logger, quiet_client_errors
-from middleware import ReadinessProbe, RequestGuard
 from monitoring.metrics import exposition as monitoring_gauges
 from monitoring.routes import router as monitoring_router
 from protocol.routes import router as v2_router
@@ -44,6 +43,10 @@ from schemas import (
     TutorialResponse,
     VarietyCounts,
 )
+from serving import lifecycle, metrics
+from serving.auth import BearerToken
+from serving.guard import RequestGuard
+from serving.probes import Probes
 
 if TYPE_CHECKING:
     from classifier import Classifier
@@ -52,16 +55,18 @@ MODEL_TAG = "drybean_svc:latest"
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
 
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
-web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(console_router)  # the console at /, GET /v1/model, /docs.json with our own info
+web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(v2_router)  # the Open Inference Protocol (V2): /v2, /v2/health/*, /v2/models/drybean_svc/*
 
 
-@web.exception_handler(OperationalError)
-async def database_unavailable(_request: Request, error: OperationalError) -> JSONResponse:
-    """Reads while the database is down: 503, no traceback."""
+@web.exception_handler(SQLAlchemyError)
+async def database_unavailable(_request: Request, error: SQLAlchemyError) -> JSONResponse:
+    """A read the database did not answer (down, too slow, or every pooled connection busy): 503, no traceback."""
     logger.warning("read failed, the database is unavailable: %s", type(error).__name__)
-    return error_response(errors.StoreUnavailable(errors.DATABASE_UNAVAILABLE))
+    response = error_response(errors.StoreUnavailable(errors.DATABASE_UNAVAILABLE))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @bentoml.asgi_app(web, path="/")
@@ -72,6 +77,7 @@ class DryBeans:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        lifecycle.exit_with_parent()
         # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
         threadpool_limits(1)
         settings = get_settings()
@@ -90,8 +96,14 @@ class DryBeans:
             except OperationalError as exc:  # serve anyway: predictions are spooled until the database is back
                 logger.warning("database unreachable at start-up, schema not migrated: %s", type(exc).__name__)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir))
+        self.database = DatabaseProbe(create_db_engine(settings, pooled=False), timeout=2)
+        self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir, settings.spool_max_bytes),
+                                        replay_rows_per_second=settings.replay_rows_per_second)
         self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
+        self.drain_seconds = settings.shutdown_drain_seconds
+        if settings.metrics_port is not None:
+            metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
+                                  lambda app: BearerToken(app, **access_control()))
         settle_garbage_collector()
 
     @bentoml.api(route="/predict")
@@ -153,11 +165,18 @@ class DryBeans:
         return VarietyCounts(counts=counts, total=sum(counts.values()))
 
     async def readiness(self) -> Readiness:
-        """Ready when the model is loaded (it is, once __init__ returned) and the database answers."""
-        database_up = await asyncio.to_thread(self._database_answers)
-        depth = await asyncio.to_thread(self.writer.spool.depth)
-        return Readiness(ready=database_up, model=self.classifier.tag, database="up" if database_up else "down",
+        """Ready when the model is loaded (it is, once __init__ returned) and every record can be kept: the
+        database answers or the spool has room. A database outage alone leaves the pod serving (spooled)."""
+        database_up = await self.database.answers()
+        spool = self.writer.spool
+        room, depth = await asyncio.gather(asyncio.to_thread(spool.has_room), asyncio.to_thread(spool.depth))
+        return Readiness(ready=database_up or room, model=self.classifier.tag,
+                         database="up" if database_up else "down", spool="ok" if room else "full",
                          spool_depth=depth)
+
+    def alive(self) -> bool:
+        """Whether this worker can still record predictions: its writer thread runs."""
+        return self.writer.alive
 
     def __metrics__(self, exposition: str) -> str:
         """BentoML's metrics, the spool depth (shared by all workers, so read at scrape time), and the drift and
@@ -168,18 +187,14 @@ class DryBeans:
             f"drybeans_spool_depth {self.writer.spool.depth()}\n"
         )
 
-    def _database_answers(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+    def metrics_exposition(self) -> str:
+        """What the metrics port serves: the same text as BentoML's /metrics."""
+        return self.__metrics__(metrics.multiprocess_exposition())
 
     @bentoml.on_shutdown
     def close(self) -> None:
-        """Commit what is queued, then release the connections."""
-        self.writer.close()
+        """Store what is queued, drain the spool while the grace period allows, release the connections."""
+        self.writer.close(self.drain_seconds)
         self.engine.dispose()
 
 
@@ -226,8 +241,23 @@ def stored_prediction(row: Prediction) -> StoredPrediction:
     )
 
 
+def access_control() -> dict[str, Any]:
+    """BearerToken's settings: the token (if any), and whether predictions need it too."""
+    settings = get_settings()
+    return {"token": settings.api_token.get_secret_value() if settings.api_token else None,
+            "protect_predict": settings.protect_predict}
+
+
 quiet_client_errors()
-# The decorators made DryBeans a bentoml Service, which the type checker cannot see.
+_settings = get_settings()
+# The decorators made DryBeans a bentoml Service, which the type checker cannot see. Outermost first.
+metrics.label_by_route(DryBeans)
 DryBeans.add_asgi_middleware(  # type: ignore[attr-defined]
-    RequestGuard, max_body_bytes=get_settings().max_body_bytes, json_paths=frozenset({"/predict", "/v1/classify"}))
-DryBeans.add_asgi_middleware(ReadinessProbe)  # type: ignore[attr-defined]
+    # The largest legitimate structure: a V2 request of 16 named tensors, each nested [n, 1].
+    RequestGuard, max_body_bytes=_settings.max_body_bytes,
+    max_json_containers=len(FEATURES) * (_settings.max_beans_per_request + 1) + 100,
+    json_paths=frozenset({"/predict", "/v1/classify", "/v1/feedback"}))
+if _settings.metrics_port is not None:
+    DryBeans.add_asgi_middleware(metrics.MetricsElsewhere, port=_settings.metrics_port)  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(BearerToken, **access_control())  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(Probes)  # type: ignore[attr-defined]

@@ -41,10 +41,10 @@ class BearerToken:
             return
         given = _bearer(dict(scope["headers"]).get(b"authorization", b""))
         if given is None:
-            await send_json(send, 401, errors.error_body(errors.TOKEN_MISSING, "unauthorized"),
+            await send_json(send, 401, errors.error_body(errors.AUTHORIZATION_MISSING, "unauthorized"),
                             [(b"www-authenticate", b'Bearer realm="drybeans"')])
         elif not hmac.compare_digest(given, self._token):
-            await send_json(send, 403, errors.error_body(errors.TOKEN_WRONG, "forbidden"))
+            await send_json(send, 403, errors.error_body(errors.AUTHORIZATION_REFUSED, "forbidden"))
         else:
             await self.app(scope, receive, send)
 

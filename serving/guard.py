@@ -26,7 +26,7 @@ class RequestGuard:
     Bodies over `max_body_bytes` (declared or counted) get 413. So do JSON bodies with more than
     `max_json_containers` arrays and objects: parsing, validating and reporting errors on millions of tiny
     `{}` or `[]` costs hundreds of megabytes however small the body, so they are counted (a byte count, in C)
-    before anything is parsed.
+    before anything is parsed (bodies without a Content-Type too: V2 clients such as tritonclient send none).
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_containers: int,
@@ -54,7 +54,8 @@ class RequestGuard:
             if body is None:
                 await self._too_large(send, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
                 return
-            if is_json and body.count(b"[") + body.count(b"{") > self.max_json_containers:
+            if (is_json or b"content-type" not in headers) and (
+                    body.count(b"[") + body.count(b"{") > self.max_json_containers):
                 await self._too_large(send, errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers))
                 return
             receive = _replay(body)

@@ -17,6 +17,9 @@ from typing import Any
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import errors
+from serving.responses import send_json
+
 UNKNOWN_PATH = "/{unknown}"
 _ORIGINAL_PATH = "drybeans.path"
 
@@ -53,6 +56,20 @@ class RestorePath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if _ORIGINAL_PATH in scope:
             scope["path"] = scope.pop(_ORIGINAL_PATH)
+        await self.app(scope, receive, send)
+
+
+class MetricsElsewhere:
+    """On the API's port, answer /metrics with 404 when the metrics have a port of their own."""
+
+    def __init__(self, app: ASGIApp, port: int) -> None:
+        self.app = app
+        self.message = f"metrics are served on port {port}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            await send_json(send, 404, errors.error_body(self.message, "not_found"))
+            return
         await self.app(scope, receive, send)
 
 

@@ -7,6 +7,7 @@ Both ask the worker's service instance at request time: `readiness()` gives a re
 from __future__ import annotations
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.responses import send_json
@@ -23,8 +24,11 @@ class Probes:
         if scope["type"] != "http" or path not in ("/readyz", "/livez") or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        service = bentoml.get_current_service()
-        if service is None:  # still starting
+        try:
+            service = bentoml.get_current_service()
+        except BentoMLException:  # still starting
+            service = None
+        if service is None:
             await send_json(send, 503, {"ready": False} if path == "/readyz" else {"alive": False})
         elif path == "/readyz":
             report = await service.readiness()

@@ -13,10 +13,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import errors
-from serving import guard
 import parsing
 from data.schema import FEATURES, MAX_MAGNITUDE
 from schemas import Bean, ClassifyRequest
+from serving import guard
 
 MAX_BEANS = 4
 thorough = settings(deadline=None, max_examples=300)  # each property: 300 inputs, well under a second each
