@@ -49,7 +49,7 @@ from serving.guard import RequestGuard
 from serving.probes import Probes
 
 if TYPE_CHECKING:
-    from classifier import Classifier
+    from model.classifier import Classifier
 
 MODEL_TAG = "drybean_svc:latest"
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
@@ -84,8 +84,8 @@ class DryBeans:
         self.max_beans = settings.max_beans_per_request
         # Imported here, in the worker: scikit-learn and Alembic are heavy, and `bentoml serve` and `bentoml build`
         # import this module only to read the service's definition.
-        from classifier import Classifier
         from db import migrate
+        from model.classifier import Classifier
 
         self.classifier = Classifier.from_metadata(bentoml.sklearn.load_model(self.model), str(self.model.tag),
                                                    self.model.info.metadata)

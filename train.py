@@ -20,13 +20,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from calibration import TemperatureScaling
-from compiled_svc import CompiledLinearSVC
 from config import get_settings
 from data.acquire import load_dataset
 from data.readers import Dataset, DatasetError
 from data.schema import CLASSES, FEATURES
-from evaluation import (
+from model.calibration import TemperatureScaling
+from model.compiled_svc import CompiledLinearSVC
+from model.evaluation import (
     Metrics,
     holdout_metrics,
     out_of_fold,

@@ -13,10 +13,10 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 import train
-from calibration import TemperatureScaling, brier_score, log_loss, vote_ties
-from compiled_svc import CompiledLinearSVC
-from evaluation import out_of_fold
-from explanations import PairwiseExplainer
+from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ties
+from model.compiled_svc import CompiledLinearSVC
+from model.evaluation import out_of_fold
+from model.explanations import PairwiseExplainer
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import bentoml
 import numpy as np
 import pytest
 
-from classifier import Classifier, ModelMismatch
-from compiled_svc import CompiledLinearSVC
 from data.readers import read_dataset
+from model.classifier import Classifier, ModelMismatch
+from model.compiled_svc import CompiledLinearSVC
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
-from compiled_svc import CompiledLinearSVC, SklearnPredictor, make_predictor, select_predictor
+from model.compiled_svc import CompiledLinearSVC, SklearnPredictor, make_predictor, select_predictor
 
 SCORE_TOLERANCE = {"rtol": 1e-9, "atol": 1e-9}
 

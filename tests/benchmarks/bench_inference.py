@@ -25,8 +25,8 @@ from sklearn.svm import SVC
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's modules live at the root
 
-from compiled_svc import CompiledLinearSVC  # noqa: E402
 from data.readers import read_dataset  # noqa: E402
+from model.compiled_svc import CompiledLinearSVC  # noqa: E402
 
 SIZES = (1, 1_000, 10_000, 100_000)
 DEFAULT_DATA = Path(os.environ.get("DRYBEAN_DATA", ROOT.parent / "shared" / "data" / "Dry_Bean_Dataset.csv"))

@@ -20,8 +20,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from calibration import TemperatureScaling, brier_score, log_loss, vote_ties
-from compiled_svc import CompiledLinearSVC
+from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ties
+from model.compiled_svc import CompiledLinearSVC
 
 RELIABILITY_BINS = 10
 

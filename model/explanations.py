@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.pipeline import Pipeline
 
-from compiled_svc import CompiledLinearSVC
+from model.compiled_svc import CompiledLinearSVC
 
 Float64Array = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.intp]

@@ -10,10 +10,10 @@ import numpy.typing as npt
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from calibration import TemperatureScaling
-from compiled_svc import SVCPredictor, make_predictor
 from data.schema import FEATURES
-from explanations import Explanations, PairwiseExplainer
+from model.calibration import TemperatureScaling
+from model.compiled_svc import SVCPredictor, make_predictor
+from model.explanations import Explanations, PairwiseExplainer
 
 PROBE_ROWS = 2_000
 
