@@ -64,6 +64,10 @@ class ConflictingFeedback(ValueError):
         self.conflicts = conflicts
 
 
+class ReportRaced(Exception):
+    """Concurrent reports of the same records kept committing first; nothing of this report was written."""
+
+
 @dataclass(frozen=True)
 class FeedbackReceipt:
     """What became of a report: facts new to the database, and facts it already held."""

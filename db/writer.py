@@ -1,7 +1,8 @@
 """Group commit: records from concurrent requests share one transaction and one multi-row INSERT.
 
-When the database fails, records go to the durable spool instead, and the writer replays the spool once the
-database answers again. Each request learns whether its records were committed or spooled.
+Predictions and feedback reports take the same path. When the database fails, records go to the durable spool
+instead, and the writer replays the spool once the database answers again. Each request learns whether its
+records were committed or spooled.
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.feedback import (
+    ConflictingFeedback,
+    FeedbackReceipt,
+    FeedbackRecord,
+    ReportRaced,
+    UnknownRecords,
+    insert_feedback,
+    report_feedback,
+)
 from db.spool import Spool
 from db.store import PredictionRecord, RecordKey, insert_predictions, stored_ids
 
@@ -27,6 +37,7 @@ REPLAY_CHUNK_ROWS = 1_000  # a live write waits behind at most one chunk of repl
 FIRST_RETRY_SECONDS = 2.0  # after a failure, writes go straight to the spool this long, doubling per failure
 MAX_RETRY_SECONDS = 16.0
 FAST_FAILURE_SECONDS = 1.0  # a failure this quick is a dead connection: worth one retry on a fresh one
+MAX_NAMED = 20  # feedback keys named in a log line
 T = TypeVar("T")
 
 
@@ -36,28 +47,54 @@ class WriteFailed(Exception):
 
 @dataclass(frozen=True)
 class WriteResult:
-    """Where a request's records went; their ids when committed and asked for."""
+    """Where a request's records went; predictions' ids when committed and asked for, a committed report's
+    receipt."""
 
     status: Literal["committed", "spooled"]
     ids: dict[RecordKey, int] = field(default_factory=dict)
+    receipt: FeedbackReceipt | None = None
+
+
+Outcome: TypeAlias = WriteResult | BaseException
 
 
 @dataclass
 class _Pending:
-    records: list[PredictionRecord]
-    want_ids: bool
     loop: asyncio.AbstractEventLoop
+    records: Sequence[object] = ()
     future: asyncio.Future[WriteResult] = field(init=False)
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()
 
-    def resolve(self, outcome: WriteResult | BaseException) -> None:
+    def resolve(self, outcome: Outcome) -> None:
         """Hand the outcome to the waiting request, on its own event loop."""
         self.loop.call_soon_threadsafe(_settle, self.future, outcome)
 
 
-def _settle(future: asyncio.Future[WriteResult], outcome: WriteResult | BaseException) -> None:
+@dataclass
+class _Predictions(_Pending):
+    records: list[PredictionRecord] = field(default_factory=list)
+    want_ids: bool = False
+
+
+@dataclass
+class _Report(_Pending):
+    records: list[FeedbackRecord] = field(default_factory=list)
+
+
+P = TypeVar("P", bound=_Pending)
+
+
+class _Raced(Exception):
+    """A concurrent report committed first: roll the transaction back and check again."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index  # the report's place in its batch
+
+
+def _settle(future: asyncio.Future[WriteResult], outcome: Outcome) -> None:
     if future.done():  # the request was cancelled (client gone); its records are stored regardless
         return
     if isinstance(outcome, BaseException):
@@ -69,10 +106,11 @@ def _settle(future: asyncio.Future[WriteResult], outcome: WriteResult | BaseExce
 class GroupCommitWriter:
     """One thread per worker drains every pending write and commits them together.
 
-    While one transaction commits, the next requests queue up; the next round takes them all. `write` returns
-    once its records are committed, or durably spooled when the database cannot take them. The thread keeps one
-    connection open (no pool checkout, pre-ping or reset per commit); a write that fails fast (a connection the
-    server closed while idle) is retried once on a fresh connection before the records are spooled.
+    While one transaction commits, the next requests queue up; the next round takes them all: its predictions in
+    one transaction, then its feedback reports in another. `write` and `write_feedback` return once their records
+    are committed, or durably spooled when the database cannot take them. The thread keeps one connection open
+    (no pool checkout, pre-ping or reset per commit); a write that fails fast (a connection the server closed
+    while idle) is retried once on a fresh connection before the records are spooled.
 
     Live writes come first: the spool is replayed in chunks of `REPLAY_CHUNK_ROWS`, at most
     `replay_rows_per_second`, and never more than half of the thread's time. The thread survives any error:
@@ -100,7 +138,17 @@ class GroupCommitWriter:
 
     async def write(self, records: list[PredictionRecord], *, want_ids: bool = False) -> WriteResult:
         """Commit `records` (or spool them durably); say which, with their ids if asked for."""
-        pending = _Pending(records, want_ids, asyncio.get_running_loop())
+        return await self._submit(_Predictions(asyncio.get_running_loop(), records, want_ids))
+
+    async def write_feedback(self, records: list[FeedbackRecord]) -> WriteResult:
+        """Check and commit one report all or nothing, with its receipt; or spool it, unchecked, when the database
+        is down (replay keeps a record's first variety and drops reports of unknown records).
+
+        Raises UnknownRecords, ConflictingFeedback or ReportRaced (nothing stored), or WriteFailed.
+        """
+        return await self._submit(_Report(asyncio.get_running_loop(), records))
+
+    async def _submit(self, pending: _Pending) -> WriteResult:
         self._queue.put(pending)
         return await pending.future
 
@@ -161,23 +209,38 @@ class GroupCommitWriter:
         return batch, False
 
     def _store(self, batch: list[_Pending]) -> None:
-        """Commit the batch, or spool it; every request of the batch hears the outcome, whatever happens."""
-        try:
-            outcome = self._commit_or_spool(batch)
-            results = [WriteResult(outcome.status, {r.key: outcome.ids[r.key] for r in pending.records}
-                                   if pending.want_ids and outcome.status == "committed" else {})
-                       for pending in batch]
-        except Exception as exc:
-            failure = exc if isinstance(exc, WriteFailed) else WriteFailed(f"unexpected {type(exc).__name__}")
-            for pending in batch:
-                pending.resolve(failure)
-            if not isinstance(exc, WriteFailed):
-                raise
-            return
-        for pending, result in zip(batch, results, strict=True):
-            pending.resolve(result)
+        """Commit the batch (predictions first), or spool it; every request hears the outcome, whatever happens."""
+        failures = [self._resolve_all([p for p in batch if isinstance(p, _Predictions)], self._store_predictions),
+                    self._resolve_all([p for p in batch if isinstance(p, _Report)], self._store_reports)]
+        for failure in failures:
+            if failure is not None:
+                raise failure
 
-    def _commit_or_spool(self, batch: list[_Pending]) -> WriteResult:
+    @staticmethod
+    def _resolve_all(group: list[P], store: Callable[[list[P]], list[Outcome]]) -> Exception | None:
+        """Resolve each request of `group` with what `store` made of it; an unexpected error fails them all and is
+        returned, to be raised once every request of the round has its answer."""
+        if not group:
+            return None
+        unexpected = None
+        try:
+            outcomes = store(group)
+        except WriteFailed as failure:
+            outcomes = [failure] * len(group)
+        except Exception as exc:
+            unexpected = exc
+            outcomes = [WriteFailed(f"unexpected {type(exc).__name__}")] * len(group)
+        for pending, outcome in zip(group, outcomes, strict=True):
+            pending.resolve(outcome)
+        return unexpected
+
+    def _store_predictions(self, batch: list[_Predictions]) -> list[Outcome]:
+        outcome = self._commit_or_spool(batch)
+        return [WriteResult(outcome.status, {r.key: outcome.ids[r.key] for r in pending.records}
+                            if pending.want_ids and outcome.status == "committed" else {})
+                for pending in batch]
+
+    def _commit_or_spool(self, batch: list[_Predictions]) -> WriteResult:
         records = [record for pending in batch for record in pending.records]
         if time.monotonic() >= self._database_down_until:
             wanted = {p.records[0].request_id for p in batch if p.want_ids}
@@ -190,12 +253,42 @@ class GroupCommitWriter:
             else:
                 self._retry_delay = FIRST_RETRY_SECONDS
                 return WriteResult("committed", ids)
-        try:
-            self.spool.append(records)
-        except OSError as exc:
-            logger.error("could not spool %d prediction(s): %s", len(records), exc.strerror or exc)
-            raise WriteFailed(exc.strerror or str(exc)) from exc
+        self._spool(lambda: self.spool.append(records), f"{len(records)} prediction(s)")
         return WriteResult("spooled")
+
+    def _store_reports(self, batch: list[_Report]) -> list[Outcome]:
+        """Check and commit each report, or spool them all unchecked when the database fails."""
+        records = [record for pending in batch for record in pending.records]
+        if time.monotonic() >= self._database_down_until:
+            try:
+                outcomes = self._commit_reports(batch)
+            except SQLAlchemyError as exc:
+                self._database_failed()
+                logger.warning("database write failed, spooling %d feedback record(s): %s", len(records),
+                               _one_line(exc))
+            else:
+                self._retry_delay = FIRST_RETRY_SECONDS
+                return outcomes
+        self._spool(lambda: self.spool.append_feedback(records), f"{len(records)} feedback record(s)")
+        return [WriteResult("spooled")] * len(batch)
+
+    def _commit_reports(self, batch: list[_Report]) -> list[Outcome]:
+        """The reports in one transaction, each checked against those before it. A report that a concurrent one
+        (another worker's) raced is checked again in a new transaction, and refused if raced twice."""
+        raced: set[int] = set()
+        given_up: set[int] = set()
+        while True:
+            try:
+                return self._in_transaction(lambda c: _check_and_insert(c, batch, given_up))
+            except _Raced as race:
+                (given_up if race.index in raced else raced).add(race.index)
+
+    def _spool(self, append: Callable[[], None], what: str) -> None:
+        try:
+            append()
+        except OSError as exc:
+            logger.error("could not spool %s: %s", what, exc.strerror or exc)
+            raise WriteFailed(exc.strerror or str(exc)) from exc
 
     @staticmethod
     def _insert(connection: Connection, records: list[PredictionRecord], wanted: set[str]) -> dict[RecordKey, int]:
@@ -235,9 +328,8 @@ class GroupCommitWriter:
         if not self.spool.pending():
             return 0
         try:
-            replayed = self.spool.replay(lambda records: self._in_transaction(
-                lambda connection: insert_predictions(connection, records, skip_existing=True)),
-                chunk=REPLAY_CHUNK_ROWS, max_rows=max_rows)
+            replayed = self.spool.replay(self._replay_predictions, self._replay_feedback,
+                                         chunk=REPLAY_CHUNK_ROWS, max_rows=max_rows)
         except SQLAlchemyError as exc:
             self._database_failed()
             logger.warning("spool replay deferred, the database still fails: %s", _one_line(exc))
@@ -247,8 +339,22 @@ class GroupCommitWriter:
         # faster than the configured rate.
         self._next_replay = started + max(2 * took, self._replay_interval * replayed / REPLAY_CHUNK_ROWS)
         if replayed:
-            logger.info("replayed %d spooled prediction(s) into the database", replayed)
+            logger.info("replayed %d spooled record(s) into the database", replayed)
         return replayed
+
+    def _replay_predictions(self, records: list[PredictionRecord]) -> None:
+        self._in_transaction(lambda connection: insert_predictions(connection, records, skip_existing=True))
+
+    def _replay_feedback(self, records: list[FeedbackRecord]) -> None:
+        """Store spooled reports unchecked: a record already reported keeps its first variety, and a report naming
+        no recorded prediction (every spooled prediction is replayed before) is dropped, with a warning."""
+        done = self._in_transaction(lambda connection: insert_feedback(connection, records, skip_existing=True))
+        if done.unknown:
+            logger.warning("dropped %d spooled feedback record(s) naming no recorded prediction: %s",
+                           len(done.unknown), _keys(done.unknown))
+        if kept := len(records) - len(done.unknown) - done.inserted:
+            logger.info("%d spooled feedback record(s) named beans already reported: their first variety stays",
+                        kept)
 
     def _drain(self, seconds: float) -> None:
         """On close: replay as much of the spool as the database takes in `seconds`, then let go of it."""
@@ -269,6 +375,29 @@ class GroupCommitWriter:
             except SQLAlchemyError:
                 pass
             self._connection = None
+
+
+def _check_and_insert(connection: Connection, batch: list[_Report], given_up: set[int]) -> list[Outcome]:
+    """Each report checked and stored all or nothing, in order; raises _Raced when a concurrent one got in first."""
+    outcomes: list[Outcome] = []
+    for index, pending in enumerate(batch):
+        if index in given_up:
+            outcomes.append(ReportRaced())
+            continue
+        try:
+            receipt = report_feedback(connection, pending.records)
+        except (UnknownRecords, ConflictingFeedback) as refused:  # raised before writing anything
+            outcomes.append(refused)
+            continue
+        if receipt is None:
+            raise _Raced(index)
+        outcomes.append(WriteResult("committed", receipt=receipt))
+    return outcomes
+
+
+def _keys(records: list[FeedbackRecord]) -> str:
+    keys = [str(record.key) for record in records]
+    return ", ".join(keys[:MAX_NAMED]) + (f" and {len(keys) - MAX_NAMED} more" if len(keys) > MAX_NAMED else "")
 
 
 def _one_line(error: BaseException) -> str:

@@ -1,7 +1,8 @@
 """HTTP endpoints: report true varieties, read live quality and drift. Mounted on the service's FastAPI app.
 
 The handlers find the worker's service instance with `bentoml.get_current_service()` and use its engine, its
-classifier's tag and its model's metadata. Database work runs in a thread, off the event loop.
+classifier's tag and its model's metadata. Database reads run in a thread, off the event loop; feedback goes
+through the worker's group-commit writer, the durable path predictions take.
 """
 
 import asyncio
@@ -10,18 +11,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import bentoml
-from fastapi import APIRouter, Query
-from sqlalchemy import Engine
+from fastapi import APIRouter, Query, Response
 from starlette.responses import JSONResponse
 
 import errors
 from config import get_settings
 from db import feedback as store
+from db.writer import GroupCommitWriter, WriteFailed
 from errors import error_response, logger
 from monitoring import live, metrics
 from monitoring.schemas import DriftReport, FeedbackItem, FeedbackRequest, FeedbackResponse, QualityReport
 
 MAX_NAMED = 20  # records named in an error message; the message counts the rest
+FEEDBACK_UNAVAILABLE = "the database is unavailable and the local spool cannot take the report ({reason}); retry later"
 T = TypeVar("T")
 
 router = APIRouter(tags=["Monitoring"], lifespan=metrics.refreshing)
@@ -48,15 +50,29 @@ class NotStarted(errors.ApiError):
     code = "starting"
 
 
-@router.post("/v1/feedback", response_model=FeedbackResponse)
-async def report_feedback(request: FeedbackRequest) -> FeedbackResponse | JSONResponse:
+@router.post("/v1/feedback", response_model=FeedbackResponse, responses={202: {
+    "model": FeedbackResponse, "description": "Spooled: the database is down; the report is checked when replayed"}})
+async def report_feedback(request: FeedbackRequest, response: Response) -> FeedbackResponse | JSONResponse:
     """Report the true variety of recorded beans. Repeating a report changes nothing; a report that contradicts
-    one already stored is refused (409), as is one naming an unknown record (404): then nothing is stored."""
+    one already stored is refused (409), as is one naming an unknown record (404): then nothing is stored.
+
+    While the database is down, the report is spooled on local disk like predictions (202, `stored: spooled`)
+    and checked when it is replayed: a bean already reported keeps its first variety, and an item naming no
+    recorded prediction is dropped, with a warning in the log."""
     limit = get_settings().max_beans_per_request
     if len(request.items) > limit:
         return _answer(errors.TooLarge(errors.TOO_MANY_REPORTS.format(count=len(request.items), limit=limit)))
+    service = bentoml.get_current_service()
+    if service is None:
+        return _answer(NotStarted(errors.SERVICE_STARTING))
     records = [_record(item, datetime.now(UTC).replace(tzinfo=None)) for item in request.items]
-    return await _answering(lambda service: _report(service.engine, records))
+    try:
+        answer = await _report(service.writer, records)
+    except errors.ApiError as error:
+        return _answer(error)
+    if answer.stored == "spooled":
+        response.status_code = 202
+    return answer
 
 
 @router.get("/v1/quality", response_model=QualityReport)
@@ -110,28 +126,24 @@ def _record(item: FeedbackItem, now: datetime) -> store.FeedbackRecord:
                                 request_id=item.request_id, bean_index=item.bean_index)
 
 
-class _Raced(Exception):
-    """A concurrent report of the same records committed first: roll back and look again."""
-
-
-def _report(engine: Engine, records: list[store.FeedbackRecord]) -> FeedbackResponse:
-    """Store the report in a short transaction of its own; once more if a concurrent report got in first."""
-    for _attempt in range(2):
-        try:
-            with engine.begin() as connection:
-                receipt = store.report_feedback(connection, records)
-                if receipt is None:
-                    raise _Raced
-        except _Raced:
-            continue
-        except store.UnknownRecords as unknown:
-            raise UnknownRecords(errors.UNKNOWN_RECORDS.format(records=_listed(map(_named, unknown.keys)))) from None
-        except store.ConflictingFeedback as conflict:
-            raise FeedbackConflict(errors.FEEDBACK_CONFLICT.format(conflicts=_listed(
-                f"record {c.record_id} is reported as {c.stored}, not {c.reported}" for c in conflict.conflicts)),
-            ) from None
-        return FeedbackResponse(recorded=receipt.recorded, already_known=receipt.already_known)
-    raise FeedbackConflict(errors.FEEDBACK_CONFLICT.format(conflicts="these records are being reported right now"))
+async def _report(writer: GroupCommitWriter, records: list[store.FeedbackRecord]) -> FeedbackResponse:
+    """Store the report through the worker's writer: checked and committed, or spooled unchecked."""
+    try:
+        written = await writer.write_feedback(records)
+    except store.UnknownRecords as unknown:
+        raise UnknownRecords(errors.UNKNOWN_RECORDS.format(records=_listed(map(_named, unknown.keys)))) from None
+    except store.ConflictingFeedback as conflict:
+        raise FeedbackConflict(errors.FEEDBACK_CONFLICT.format(conflicts=_listed(
+            f"record {c.record_id} is reported as {c.stored}, not {c.reported}" for c in conflict.conflicts)),
+        ) from None
+    except store.ReportRaced:
+        raise FeedbackConflict(errors.FEEDBACK_CONFLICT.format(
+            conflicts="these records are being reported right now")) from None
+    except WriteFailed as failure:
+        raise errors.StoreUnavailable(FEEDBACK_UNAVAILABLE.format(reason=failure)) from None
+    if (receipt := written.receipt) is None:
+        return FeedbackResponse(stored="spooled", recorded=None, already_known=None)
+    return FeedbackResponse(stored="committed", recorded=receipt.recorded, already_known=receipt.already_known)
 
 
 def _named(key: store.FeedbackKey) -> str:

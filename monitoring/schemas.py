@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,10 +45,18 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    """What became of a report. Reporting the same facts again changes nothing: they count as already known."""
+    """What became of a report: committed (200), checked and stored, where reporting the same facts again changes
+    nothing (they count as already known); or spooled (202), unchecked on local disk while the database is down.
+    A spooled report is checked when it is replayed: a bean already reported keeps its first variety, and an item
+    naming no recorded prediction is dropped (and logged)."""
 
-    recorded: int = Field(description="beans whose true variety is now stored")
-    already_known: int = Field(description="beans whose same true variety was already stored")
+    stored: Literal["committed", "spooled"] = Field(description="committed: the report is checked and in the "
+                                                                "database; spooled: the database is down, the "
+                                                                "report waits on local disk and is written when it "
+                                                                "returns")
+    recorded: int | None = Field(description="beans whose true variety is now stored; null when spooled")
+    already_known: int | None = Field(description="beans whose same true variety was already stored; null when "
+                                                  "spooled")
 
 
 class Figure(BaseModel):

@@ -160,8 +160,10 @@ def test_a_report_is_one_fact_however_often_and_however_named(http: httpx.Client
     bean = classify(http, np.array([list(EXAMPLE_BEAN.values())]))[0]
     by_id = {"record_id": bean["record_id"], "variety": "SIRA"}
     by_key = {"request_id": bean["request_id"], "bean_index": 0, "variety": "SIRA"}
-    assert http.post("/v1/feedback", json={"items": [by_id, by_key]}).json() == {"recorded": 1, "already_known": 0}
-    assert http.post("/v1/feedback", json={"items": [by_key]}).json() == {"recorded": 0, "already_known": 1}
+    first = http.post("/v1/feedback", json={"items": [by_id, by_key]})
+    assert first.status_code == 200 and first.json() == {"stored": "committed", "recorded": 1, "already_known": 0}
+    assert http.post("/v1/feedback", json={"items": [by_key]}).json() == {"stored": "committed", "recorded": 0,
+                                                                          "already_known": 1}
     assert _feedback_rows(mysql_db, bean["record_id"]) == ["SIRA"]
 
 

@@ -1,21 +1,36 @@
-"""Group commit against real databases: concurrent writes share transactions, and every row lands once."""
+"""Group commit against real databases: concurrent writes share transactions, and every row lands once; feedback
+reports take the same path, checked when the database answers, spooled and replayed when it does not."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
+import db.writer
 from db.base import Base
-from db.models import Prediction
+from db.feedback import (
+    ConflictingFeedback,
+    FeedbackReceipt,
+    FeedbackRecord,
+    ReportRaced,
+    UnknownRecords,
+    report_feedback,
+)
+from db.models import Feedback, Prediction
 from db.spool import Spool
 from db.store import PredictionRecord, insert_predictions, stored_ids
 from db.writer import GroupCommitWriter, WriteFailed, WriteResult
 from tests.servers import MySQLDatabase
+
+T = TypeVar("T")
 
 
 def _records(request_id: str, n: int) -> list[PredictionRecord]:
@@ -44,7 +59,7 @@ async def _write_concurrently(engine: Engine, spool: Spool, requests: int,
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path}/w.sqlite3")
     else:
@@ -52,7 +67,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
         engine = database.engine()
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
-    return engine
+    yield engine
+    engine.dispose()  # no idle connection left for a later test to find (and KILL) in the processlist
 
 
 def test_concurrent_writes_are_committed_together_and_each_gets_its_ids(engine: Engine, tmp_path: Path) -> None:
@@ -142,3 +158,154 @@ def test_a_connection_the_server_dropped_is_replaced_without_spooling(mysql_db: 
 
     assert [result.status for result in asyncio.run(write_kill_write())] == ["committed", "committed"]
     assert spool.depth() == 0
+
+
+def _with_writer(engine: Engine, spool: Spool, scenario: Callable[[GroupCommitWriter], Awaitable[T]]) -> T:
+    """Run `scenario` against a writer, closed (and so drained) afterwards."""
+    async def run() -> T:
+        writer = GroupCommitWriter(engine, spool)
+        try:
+            return await scenario(writer)
+        finally:
+            writer.close()
+
+    return asyncio.run(run())
+
+
+def _report(variety: str, request_id: str, index: int = 0) -> list[FeedbackRecord]:
+    return [FeedbackRecord(variety, datetime(2026, 1, 2), request_id=request_id, bean_index=index)]
+
+
+def _feedback_rows(engine: Engine) -> list[tuple[str | None, int | None, str]]:
+    with Session(engine) as session:
+        return [(request_id, index, variety) for request_id, index, variety in session.execute(
+            select(Feedback.request_id, Feedback.bean_index, Feedback.variety).order_by(Feedback.id))]
+
+
+async def _wait_until_drained(spool: Spool, seconds: float = 10) -> None:
+    for _ in range(int(seconds * 10)):  # the writer retries after FIRST_RETRY_SECONDS
+        if spool.depth() == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{spool.depth()} record(s) still spooled")
+
+
+def test_feedback_is_checked_and_committed_by_the_writer(engine: Engine, tmp_path: Path) -> None:
+    async def scenario(writer: GroupCommitWriter) -> list[WriteResult | BaseException]:
+        ids = (await writer.write(_records("beans", 3), want_ids=True)).ids
+        first = await writer.write_feedback([*_report("SIRA", "beans", 0),
+                                             FeedbackRecord("CALI", datetime(2026, 1, 2), record_id=ids[("beans", 1)])])
+        # Concurrent reports share a round; each is checked against those before it.
+        return [first, *await asyncio.gather(
+            writer.write_feedback(_report("SIRA", "beans", 0)),  # the same fact again
+            writer.write_feedback(_report("BOMBAY", "beans", 2)),
+            writer.write_feedback(_report("HOROZ", "beans", 2)),  # contradicts the one before it
+            writer.write_feedback(_report("SIRA", "nobody", 0)),
+            return_exceptions=True)]
+
+    first, again, bombay, horoz, unknown = _with_writer(engine, Spool(tmp_path / "spool"), scenario)
+    assert first == WriteResult("committed", receipt=FeedbackReceipt(recorded=2, already_known=0))
+    assert again == WriteResult("committed", receipt=FeedbackReceipt(recorded=0, already_known=1))
+    assert bombay == WriteResult("committed", receipt=FeedbackReceipt(recorded=1, already_known=0))
+    assert isinstance(horoz, ConflictingFeedback) and horoz.conflicts[0].stored == "BOMBAY"
+    assert isinstance(unknown, UnknownRecords) and unknown.keys == [("nobody", 0)]
+    assert _feedback_rows(engine) == [("beans", 0, "SIRA"), (None, None, "CALI"), ("beans", 2, "BOMBAY")]
+
+
+def test_feedback_the_database_refuses_is_spooled_then_replayed_after_its_predictions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/late.sqlite3")  # no table yet: every insert fails
+    spool = Spool(tmp_path / "spool")
+
+    async def scenario(writer: GroupCommitWriter) -> list[WriteResult]:
+        results = [await writer.write_feedback(_report("SIRA", "early", 0)),  # spooled before its prediction
+                   await writer.write(_records("early", 2)),
+                   await writer.write_feedback(_report("CALI", "early", 0)),  # a conflict: the first one stays
+                   await writer.write_feedback(_report("CALI", "early", 1)),
+                   await writer.write_feedback(_report("SIRA", "nobody", 0))]  # dropped at replay
+        assert spool.depth() == 6
+        Base.metadata.create_all(engine)
+        await _wait_until_drained(spool)
+        return results
+
+    with caplog.at_level(logging.WARNING, logger="db.writer"):
+        results = _with_writer(engine, spool, scenario)
+    assert {result.status for result in results} == {"spooled"} and all(r.receipt is None for r in results)
+    assert _feedback_rows(engine) == [("early", 0, "SIRA"), ("early", 1, "CALI")]
+    assert any("naming no recorded prediction" in r.message and "nobody" in r.message for r in caplog.records)
+    assert not list((tmp_path / "spool").rglob("*.jsonl"))
+
+
+def test_spooled_feedback_is_drained_at_close(engine: Engine, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    with engine.begin() as connection:
+        insert_predictions(connection, _records("drained", 1))
+    spool.append_feedback(_report("DERMASON", "drained", 0))  # left by a previous run
+    spool.release()
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        writer.close(drain_seconds=10)  # before its first replay is due
+
+    _with_writer(engine, spool, scenario)
+    assert spool.depth() == 0
+    assert _feedback_rows(engine) == [("drained", 0, "DERMASON")]
+
+
+def test_feedback_neither_database_nor_a_full_spool_can_take_fails(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/no-table.sqlite3")
+    spool = Spool(tmp_path / "spool", max_bytes=10)
+
+    async def scenario(writer: GroupCommitWriter) -> WriteResult:
+        return await writer.write_feedback(_report("SIRA", "r", 0))
+
+    with pytest.raises(WriteFailed, match="limit"):
+        _with_writer(engine, spool, scenario)
+
+
+def test_a_report_raced_by_another_worker_is_checked_again_then_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/raced.sqlite3")
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        insert_predictions(connection, _records("raced", 2))
+    races = {"once": 1, "always": 2}  # races left, by the variety reported
+
+    def racing(connection: db.writer.Connection, records: list[FeedbackRecord]) -> FeedbackReceipt | None:
+        if races.get(records[0].variety, 0):
+            races[records[0].variety] -= 1
+            return None  # as when another worker's INSERT got in between the check and ours
+        return report_feedback(connection, records)
+
+    monkeypatch.setattr(db.writer, "report_feedback", racing)
+
+    async def scenario(writer: GroupCommitWriter) -> list[WriteResult | BaseException]:
+        return list(await asyncio.gather(writer.write_feedback([FeedbackRecord("once", datetime(2026, 1, 2),
+                                                                          request_id="raced", bean_index=0)]),
+                                    writer.write_feedback([FeedbackRecord("always", datetime(2026, 1, 2),
+                                                                          request_id="raced", bean_index=1)]),
+                                    return_exceptions=True))
+
+    once, always = _with_writer(engine, Spool(tmp_path / "spool"), scenario)
+    assert once == WriteResult("committed", receipt=FeedbackReceipt(recorded=1, already_known=0))
+    assert isinstance(always, ReportRaced)
+    assert _feedback_rows(engine) == [("raced", 0, "once")]
+
+
+def test_an_unexpected_error_fails_the_round_and_the_writer_carries_on(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_connection: object, _records: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(db.writer, "report_feedback", broken)
+
+    async def scenario(writer: GroupCommitWriter) -> list[WriteResult | BaseException]:
+        outcomes = await asyncio.gather(writer.write(_records("alongside", 1)),
+                                        writer.write_feedback(_report("SIRA", "alongside", 0)),
+                                        return_exceptions=True)
+        monkeypatch.undo()
+        return [*outcomes, await writer.write_feedback(_report("SIRA", "alongside", 0))]
+
+    predictions, failed, retried = _with_writer(engine, Spool(tmp_path / "spool"), scenario)
+    assert predictions == WriteResult("committed")
+    assert isinstance(failed, WriteFailed) and "RuntimeError" in str(failed)
+    assert retried == WriteResult("committed", receipt=FeedbackReceipt(recorded=1, already_known=0))
