@@ -191,18 +191,29 @@ def test_class_mix_and_model_panel_show_the_models_real_numbers(browser: Browser
     page.context.close()
 
 
-def test_health_and_monitoring_panels_show_what_the_service_answers(browser: Browser, server: Server) -> None:
+def test_health_and_monitoring_panels_show_what_the_service_answers(browser: Browser, server: Server,
+                                                                    shared_csv: Path, shots: Path) -> None:
+    dataset = read_dataset(shared_csv)
+    beans = [dict(zip(FEATURES, row, strict=True)) for row in dataset.features.head(40).to_numpy().tolist()]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        classified = http.post("/v1/classify", json={"beans": beans}).json()
+        reports = [{"record_id": answer["record_id"], "variety": variety}
+                   for answer, variety in zip(classified["predictions"], dataset.labels.head(40), strict=True)]
+        assert http.post("/v1/feedback", json={"items": reports}, headers=auth).status_code == 200
+        accuracy = http.get("/v1/quality", headers=auth).json()["accuracy"]
+        drift = http.get("/v1/drift", headers=auth).json()
+    assert accuracy["live"] is not None and accuracy["count"] >= 40
+
     page = open_console(browser, server)
     expect(page.locator("#health-facts")).to_contain_text("database", timeout=WAIT_MS)
     expect(page.locator("#health-facts")).to_contain_text("up")
     expect(page.locator("#health-facts")).to_contain_text("0 predictions waiting")
-    quality = httpx.get(f"{server.url}/v1/quality", headers={"Authorization": f"Bearer {TOKEN}"})
-    monitoring = page.locator("#monitoring")
-    if quality.status_code == 404:
-        page.wait_for_timeout(1000)
-        expect(monitoring).to_be_hidden()
-    else:
-        expect(monitoring).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#monitoring")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#quality")).to_contain_text(f"{accuracy['live']:.4f} on {accuracy['count']} reported beans")
+    expect(page.locator("#quality")).to_contain_text(f"{accuracy['training']:.4f}")
+    expect(page.locator("#drift")).to_contain_text(f"newest {drift['beans']} of the last {drift['window']} records")
+    page.screenshot(path=shots / "health-and-monitoring.png", full_page=True)
     page.context.close()
 
 
