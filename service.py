@@ -182,7 +182,7 @@ class DryBeans:
         """BentoML's metrics, the spool depth (shared by all workers, so read at scrape time), and the drift and
         live-accuracy gauges (computed in the background)."""
         return exposition + monitoring_gauges() + (
-            "# HELP drybeans_spool_depth Predictions waiting on local disk for the database.\n"
+            "# HELP drybeans_spool_depth Records (predictions and feedback) waiting on local disk for the database.\n"
             "# TYPE drybeans_spool_depth gauge\n"
             f"drybeans_spool_depth {self.writer.spool.depth()}\n"
         )
