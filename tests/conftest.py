@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.servers import MySQLDatabase
+    from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DRYBEANS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -72,3 +73,13 @@ def mysql_db(mysql_required: None) -> Iterator[MySQLDatabase]:
 
     with mysql_database() as database:
         yield database
+
+
+@pytest.fixture
+def proxied(mysql_db: MySQLDatabase) -> Iterator[tuple[TcpProxy, dict[str, str]]]:
+    """A TCP proxy in front of the test MySQL server (to cut or freeze it), and the service's settings through it."""
+    from tests.servers import MYSQL_ADMIN_URL
+    from tests.tcp_proxy import tcp_proxy
+
+    with tcp_proxy(MYSQL_ADMIN_URL.host or "127.0.0.1", MYSQL_ADMIN_URL.port or 3306) as proxy:
+        yield proxy, {**mysql_db.env, "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(proxy.port)}

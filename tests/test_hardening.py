@@ -25,20 +25,13 @@ from sqlalchemy import text
 from db.spool import Spool
 from db.store import PredictionRecord
 from schemas import EXAMPLE_ROW
-from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, Server, bentoml_serve, worker_pids
+from tests.servers import MySQLDatabase, Server, bentoml_serve, worker_pids
 from tests.support import require
-from tests.tcp_proxy import TcpProxy, tcp_proxy
+from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_until_drained
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_RSS_GROWTH = 100 * 1024 * 1024
-
-
-@pytest.fixture
-def proxied(mysql_db: MySQLDatabase) -> Iterator[tuple[TcpProxy, dict[str, str]]]:
-    """A proxy in front of the test MySQL server, and the service's settings pointing through it."""
-    with tcp_proxy(MYSQL_ADMIN_URL.host or "127.0.0.1", MYSQL_ADMIN_URL.port or 3306) as proxy:
-        yield proxy, {**mysql_db.env, "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(proxy.port)}
 
 
 @pytest.fixture

@@ -8,24 +8,15 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from db.spool import Spool
 from schemas import EXAMPLE_ROW
-from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, bentoml_serve, free_port, worker_pids
-from tests.tcp_proxy import TcpProxy, tcp_proxy
+from tests.servers import MySQLDatabase, bentoml_serve, free_port, worker_pids
+from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_until_drained
-
-
-@pytest.fixture
-def proxied(mysql_db: MySQLDatabase) -> Iterator[tuple[TcpProxy, dict[str, str]]]:
-    """A proxy in front of the test MySQL server, and the service's settings pointing through it."""
-    with tcp_proxy(MYSQL_ADMIN_URL.host or "127.0.0.1", MYSQL_ADMIN_URL.port or 3306) as proxy:
-        yield proxy, {**mysql_db.env, "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(proxy.port)}
 
 
 def test_recorded_data_needs_the_token_and_the_token_is_never_shown(trained_model_home: Path,
