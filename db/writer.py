@@ -235,42 +235,41 @@ class GroupCommitWriter:
         return unexpected
 
     def _store_predictions(self, batch: list[_Predictions]) -> list[Outcome]:
-        outcome = self._commit_or_spool(batch)
-        return [WriteResult(outcome.status, {r.key: outcome.ids[r.key] for r in pending.records}
-                            if pending.want_ids and outcome.status == "committed" else {})
-                for pending in batch]
-
-    def _commit_or_spool(self, batch: list[_Predictions]) -> WriteResult:
         records = [record for pending in batch for record in pending.records]
-        if time.monotonic() >= self._database_down_until:
-            wanted = {p.records[0].request_id for p in batch if p.want_ids}
-            try:
-                ids = self._in_transaction(lambda c: self._insert(c, records, wanted))
-            except SQLAlchemyError as exc:
-                self._database_failed()
-                logger.warning("database write failed, spooling %d prediction(s): %s", len(records),
-                               _one_line(exc))
-            else:
-                self._retry_delay = FIRST_RETRY_SECONDS
-                return WriteResult("committed", ids)
-        self._spool(lambda: self.spool.append(records), f"{len(records)} prediction(s)")
-        return WriteResult("spooled")
+        wanted = {p.records[0].request_id for p in batch if p.want_ids}
+        ids = self._commit_or_spool(lambda: self._in_transaction(lambda c: self._insert(c, records, wanted)),
+                                    lambda: self.spool.append(records), f"{len(records)} prediction(s)")
+        if ids is None:
+            return [WriteResult("spooled")] * len(batch)
+        return [WriteResult("committed", {r.key: ids[r.key] for r in pending.records} if pending.want_ids else {})
+                for pending in batch]
 
     def _store_reports(self, batch: list[_Report]) -> list[Outcome]:
         """Check and commit each report, or spool them all unchecked when the database fails."""
         records = [record for pending in batch for record in pending.records]
+        outcomes = self._commit_or_spool(lambda: self._commit_reports(batch),
+                                         lambda: self.spool.append_feedback(records),
+                                         f"{len(records)} feedback record(s)")
+        return [WriteResult("spooled")] * len(batch) if outcomes is None else outcomes
+
+    def _commit_or_spool(self, commit: Callable[[], T], append: Callable[[], None], what: str) -> T | None:
+        """`commit()` while the database is taken to be up; on its failure, or while it is down, `append()` to the
+        spool. What `commit` returned, or None when spooled; WriteFailed when the spool cannot take it either."""
         if time.monotonic() >= self._database_down_until:
             try:
-                outcomes = self._commit_reports(batch)
+                committed = commit()
             except SQLAlchemyError as exc:
                 self._database_failed()
-                logger.warning("database write failed, spooling %d feedback record(s): %s", len(records),
-                               _one_line(exc))
+                logger.warning("database write failed, spooling %s: %s", what, _one_line(exc))
             else:
                 self._retry_delay = FIRST_RETRY_SECONDS
-                return outcomes
-        self._spool(lambda: self.spool.append_feedback(records), f"{len(records)} feedback record(s)")
-        return [WriteResult("spooled")] * len(batch)
+                return committed
+        try:
+            append()
+        except OSError as exc:
+            logger.error("could not spool %s: %s", what, exc.strerror or exc)
+            raise WriteFailed(exc.strerror or str(exc)) from exc
+        return None
 
     def _commit_reports(self, batch: list[_Report]) -> list[Outcome]:
         """The reports in one transaction, each checked against those before it. A report that a concurrent one
@@ -282,13 +281,6 @@ class GroupCommitWriter:
                 return self._in_transaction(lambda c: _check_and_insert(c, batch, given_up))
             except _Raced as race:
                 (given_up if race.index in raced else raced).add(race.index)
-
-    def _spool(self, append: Callable[[], None], what: str) -> None:
-        try:
-            append()
-        except OSError as exc:
-            logger.error("could not spool %s: %s", what, exc.strerror or exc)
-            raise WriteFailed(exc.strerror or str(exc)) from exc
 
     @staticmethod
     def _insert(connection: Connection, records: list[PredictionRecord], wanted: set[str]) -> dict[RecordKey, int]:
