@@ -5,16 +5,14 @@ import gc
 import json
 from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
-import numpy as np
-import numpy.typing as npt
 from fastapi import FastAPI, Query
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
 import errors
@@ -44,12 +42,10 @@ from schemas import (
     VarietyCounts,
 )
 from serving import lifecycle, metrics
+from serving.answers import classify_answer
 from serving.auth import BearerToken
 from serving.guard import RequestGuard
 from serving.probes import Probes
-
-if TYPE_CHECKING:
-    from model.classifier import Classifier
 
 MODEL_TAG = "drybean_svc:latest"
 SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
@@ -122,22 +118,17 @@ class DryBeans:
             ctx.response.metadata["X-Request-ID"] = recorded.request_id
         return TutorialResponse(predictions=json.dumps(labels.tolist()))
 
-    @bentoml.api(route="/v1/classify")
+    @bentoml.api(route="/v1/classify", output_spec=ClassifyResponse)
     @answers_errors
-    async def classify(self, request: ClassifyRequest, /) -> ClassifyResponse:
+    async def classify(self, request: ClassifyRequest, /) -> Response:
         """Classify named beans: each bean's label, per-variety scores and calibrated probabilities, optionally why
         the label won, and the ids of the stored records."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
         labels, scores = self.classifier.classify(rows)
         recorded = (await self.recorder.record(rows, labels, want_ids=True) if request.store
                     else Recorded("", "skipped"))
-        return ClassifyResponse.model_validate({
-            "model": self.classifier.tag,
-            "request_id": recorded.request_id,
-            "stored": recorded.status,
-            "predictions": bean_predictions(self.classifier, rows, labels, scores, recorded.ids,
-                                            explain=request.explain),
-        })
+        return Response(classify_answer(self.classifier, rows, labels, scores, recorded, explain=request.explain),
+                        media_type="application/json")
 
     @web.get("/docs", include_in_schema=False)
     def docs(self) -> FileResponse:
@@ -210,25 +201,6 @@ def settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000)
-
-
-def bean_predictions(classifier: "Classifier", rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
-                     scores: npt.NDArray[np.float64], ids: list[int | None], *, explain: bool) -> list[dict[str, Any]]:
-    """Each bean's answer, as plain data for `BeanPrediction` (validated in one pass, in pydantic's core)."""
-    classes = classifier.classes
-    answers = [{"label": label, "scores": dict(zip(classes, row_scores, strict=True)),
-                "probabilities": dict(zip(classes, row_probabilities, strict=True)), "record_id": id_}
-               for label, row_scores, row_probabilities, id_
-               in zip(labels.tolist(), scores.tolist(), classifier.probabilities(scores).tolist(),
-                      ids or [None] * len(labels), strict=True)]
-    if explain:
-        explained = classifier.explain(rows, labels, scores)
-        for answer, versus, row, intercept, decision in zip(
-                answers, explained.runner_up.tolist(), explained.contributions.tolist(), explained.intercept.tolist(),
-                explained.decision.tolist(), strict=True):
-            answer["explanation"] = {"versus": classes[versus], "contributions": dict(zip(FEATURES, row, strict=True)),
-                                     "intercept": intercept, "decision": decision}
-    return answers
 
 
 def stored_prediction(row: Prediction) -> StoredPrediction:

@@ -10,6 +10,7 @@ be the most probable variety there (see ``vote_ties``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ class TemperatureScaling:
         return cls(float(np.exp(result.x)))
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> TemperatureScaling:
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> TemperatureScaling:
         """The calibrator saved by `to_metadata`; ValueError when it is missing or unusable."""
         calibration = metadata.get("calibration")
         if not isinstance(calibration, dict) or not isinstance(calibration.get("temperature"), int | float):

@@ -3,6 +3,7 @@ probabilities and exact explanations per bean."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,7 @@ class Classifier:
     explainer: PairwiseExplainer
 
     @classmethod
-    def from_metadata(cls, pipeline: Pipeline, tag: str, metadata: dict[str, object]) -> Classifier:
+    def from_metadata(cls, pipeline: Pipeline, tag: str, metadata: Mapping[str, object]) -> Classifier:
         """Check the model's metadata against the service's features and the pipeline's own classes."""
         features, classes = _names(metadata.get("features")), _names(metadata.get("classes"))
         if metadata.get("sklearn_version") != sklearn.__version__:
