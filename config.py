@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float = Field(20.0, ge=0, description="On shutdown, after the last request, how long "
                                           "to keep replaying the spool into the database.")
 
+    # Serving
+    reuse_port: bool = Field(True, description="Each worker listens on a socket of its own (SO_REUSEPORT, Linux), "
+                             "so that connections spread over the workers instead of piling onto one.")
+
     # Access and metrics
     api_token: SecretStr | None = Field(None, description="When set, reads of recorded data, feedback and "
                                         "/metrics need `Authorization: Bearer <token>`.")

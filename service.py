@@ -41,7 +41,7 @@ from schemas import (
     TutorialResponse,
     VarietyCounts,
 )
-from serving import lifecycle, metrics
+from serving import lifecycle, listener, metrics
 from serving.answers import classify_answer
 from serving.auth import BearerToken
 from serving.guard import RequestGuard
@@ -74,9 +74,9 @@ class DryBeans:
 
     def __init__(self) -> None:
         lifecycle.exit_with_parent()
+        settings = get_settings()
         # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
         threadpool_limits(1)
-        settings = get_settings()
         self.max_beans = settings.max_beans_per_request
         # Imported here, in the worker: scikit-learn and Alembic are heavy, and `bentoml serve` and `bentoml build`
         # import this module only to read the service's definition.
@@ -101,6 +101,8 @@ class DryBeans:
             metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
                                   lambda app: BearerToken(app, **access_control()))
         settle_garbage_collector()
+        if settings.reuse_port:  # last: BentoML calls __init__ in the app's lifespan, before uvicorn accepts
+            listener.listen_on_own_socket()
 
     @bentoml.api(route="/predict")
     @answers_errors
