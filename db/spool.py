@@ -279,7 +279,9 @@ def _encode_prediction(record: PredictionRecord) -> str:
 
 def _decode_prediction(line: str) -> PredictionRecord:
     request_id, index, name, model_tag, created_at, features = json.loads(line)
-    return PredictionRecord(request_id, index, name, model_tag, datetime.fromisoformat(created_at), tuple(features))
+    # Typed as the writer formats them into SQL: an int, strings the driver escapes, finite floats.
+    return PredictionRecord(str(request_id), int(index), str(name), str(model_tag), datetime.fromisoformat(created_at),
+                            tuple(float(value) for value in features))
 
 
 def _encode_feedback(record: FeedbackRecord) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,8 @@ from db.models import FEATURE_COLUMNS, Prediction
 
 PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]  # Core inserts: no ORM bookkeeping per row
 RecordKey = tuple[str, int]  # (request_id, bean_index): the idempotency key of a record
+ROW_COLUMNS = ("request_id", "bean_index", "name", "model_tag", "created_at", *FEATURE_COLUMNS.values())
+ROWS_PER_STATEMENT = 2_000  # ~0.5 MB of SQL, well below max_allowed_packet (4 MB where it is smallest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,24 +36,43 @@ class PredictionRecord:
 
     def as_row(self) -> dict[str, object]:
         """Column values for an INSERT."""
-        return {
-            "request_id": self.request_id, "bean_index": self.bean_index, "name": self.name,
-            "model_tag": self.model_tag, "created_at": self.created_at,
-            **dict(zip(FEATURE_COLUMNS.values(), self.features, strict=True)),
-        }
+        return dict(zip(ROW_COLUMNS, (self.request_id, self.bean_index, self.name, self.model_tag, self.created_at,
+                                      *self.features), strict=True))
 
 
 def insert_predictions(connection: Connection, records: Sequence[PredictionRecord], *,
                        skip_existing: bool = False) -> None:
-    """Insert records in one multi-row statement.
+    """Insert records in multi-row statements.
 
     `skip_existing` makes the write idempotent (a replay after an outage): records whose key is already
     stored are left as they are.
     """
+    if connection.dialect.name == "mysql":
+        _insert_as_literals(connection, records, skip_existing=skip_existing)
+        return
     statement = insert(PREDICTIONS)
     if skip_existing:
-        statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
+        statement = statement.prefix_with("OR IGNORE", dialect="sqlite")
     connection.execute(statement, [record.as_row() for record in records])
+
+
+def _insert_as_literals(connection: Connection, records: Sequence[PredictionRecord], *, skip_existing: bool) -> None:
+    """MySQL and MariaDB: the statements' text is built here rather than by the driver.
+
+    PyMySQL escapes every one of a 10,000-bean request's 210,000 values in Python, which took longer than the
+    server's own work. Here the driver escapes only the few distinct strings (one request id, tag and timestamp
+    per request, seven varieties), and the features are Python's repr of a float: exact, and a valid SQL number
+    since every entry point refuses anything but finite numbers. 10,000 rows: 530-810 ms -> 265-320 ms.
+    """
+    escape = functools.cache(connection.connection.driver_connection.escape)  # type: ignore[union-attr]
+    # Not injectable: fixed names, strings escaped by the driver, an int (`:d` refuses anything else), floats.
+    columns = ", ".join(ROW_COLUMNS)
+    head = f"INSERT {'IGNORE ' if skip_existing else ''}INTO {PREDICTIONS.name} ({columns}) VALUES "  # noqa: S608
+    values = [f"({escape(r.request_id)},{r.bean_index:d},{escape(r.name)},{escape(r.model_tag)},"
+              f"{escape(r.created_at)},{','.join(map(repr, r.features))})" for r in records]
+    for start in range(0, len(values), ROWS_PER_STATEMENT):  # no_parameters: the text goes to the server as it is
+        connection.exec_driver_sql(head + ",".join(values[start:start + ROWS_PER_STATEMENT]),
+                                   execution_options={"no_parameters": True})
 
 
 def stored_ids(connection: Connection, request_ids: set[str]) -> dict[RecordKey, int]:

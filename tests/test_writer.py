@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session
@@ -24,9 +25,9 @@ from db.feedback import (
     UnknownRecords,
     report_feedback,
 )
-from db.models import Feedback, Prediction
+from db.models import FEATURE_COLUMNS, Feedback, Prediction
 from db.spool import Spool
-from db.store import PredictionRecord, insert_predictions, stored_ids
+from db.store import ROWS_PER_STATEMENT, PredictionRecord, insert_predictions, stored_ids
 from db.writer import GroupCommitWriter, WriteFailed, WriteResult
 from tests.servers import MySQLDatabase
 
@@ -123,6 +124,26 @@ def test_a_write_neither_database_nor_spool_can_take_fails(tmp_path: Path) -> No
 
     with pytest.raises(WriteFailed):
         asyncio.run(attempt())
+
+
+def test_every_value_is_stored_exactly_in_statements_of_any_size(engine: Engine) -> None:
+    """Features round-trip bit for bit; strings that need escaping are stored as given; more rows than one
+    statement takes are all stored (MySQL's statements are built by db/store.py, not by the driver)."""
+    rng = np.random.default_rng(11)
+    magnitudes = 10.0 ** rng.integers(-12, 9, size=(ROWS_PER_STATEMENT + 7, 16))
+    features = rng.standard_normal((ROWS_PER_STATEMENT + 7, 16)) * magnitudes
+    tricky = "m:1' OR '1'='1 \\ \" % _ ; -- ä"
+    created = datetime(2026, 11, 24, 16, 37, 21)
+    records = [PredictionRecord("exact", index, "SIRA", tricky, created, tuple(row))
+               for index, row in enumerate(features.tolist())]
+    with engine.begin() as connection:
+        insert_predictions(connection, records)
+    with Session(engine) as session:
+        stored = session.scalars(select(Prediction).where(Prediction.request_id == "exact")
+                                 .order_by(Prediction.bean_index)).all()
+    assert [row.bean_index for row in stored] == list(range(len(records)))
+    assert {(row.model_tag, row.name, row.created_at) for row in stored} == {(tricky, "SIRA", created)}
+    assert [[getattr(row, column) for column in FEATURE_COLUMNS.values()] for row in stored] == features.tolist()
 
 
 def test_replaying_records_is_idempotent(engine: Engine) -> None:
