@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,7 +54,7 @@ def checkout(commit: str, parent: Path) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
-def serve(tree: Path, name: str, env: dict[str, str], logs: Path) -> Iterator[RunningServer]:
+def serve(tree: Path, name: str, env: dict[str, str], logs: Path) -> AbstractContextManager[RunningServer]:
     """`bentoml serve` from a work tree, on its own embedded database and spool."""
     own = {**env, "DRYBEANS_SQLITE_PATH": str(logs / f"{name}.sqlite3"), "DRYBEANS_SPOOL_DIR": str(logs / name)}
     return running_server(name, [str(BENTOML), "serve", "--port", "{port}"], cwd=tree, env=own, probe="/readyz",
