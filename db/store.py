@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+import orjson
 from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +49,8 @@ def insert_predictions(connection: Connection, records: Sequence[PredictionRecor
     `skip_existing` makes the write idempotent (a replay after an outage): records whose key is already
     stored are left as they are.
     """
+    if not records:
+        return
     if connection.dialect.name == "mysql":
         _insert_as_literals(connection, records, skip_existing=skip_existing)
         return
@@ -61,18 +65,30 @@ def _insert_as_literals(connection: Connection, records: Sequence[PredictionReco
 
     PyMySQL escapes every one of a 10,000-bean request's 210,000 values in Python, which took longer than the
     server's own work. Here the driver escapes only the few distinct strings (one request id, tag and timestamp
-    per request, seven varieties), and the features are Python's repr of a float: exact, and a valid SQL number
-    since every entry point refuses anything but finite numbers. 10,000 rows: 530-810 ms -> 265-320 ms.
+    per request, seven varieties), and orjson writes the features (see `_feature_literals`).
+    10,000 rows, in-process against MariaDB: 530-810 ms -> 200-240 ms, of which ~150 ms is the server's.
     """
     escape = functools.cache(connection.connection.driver_connection.escape)  # type: ignore[union-attr]
     # Not injectable: fixed names, strings escaped by the driver, an int (`:d` refuses anything else), floats.
     columns = ", ".join(ROW_COLUMNS)
     head = f"INSERT {'IGNORE ' if skip_existing else ''}INTO {PREDICTIONS.name} ({columns}) VALUES "  # noqa: S608
     values = [f"({escape(r.request_id)},{r.bean_index:d},{escape(r.name)},{escape(r.model_tag)},"
-              f"{escape(r.created_at)},{','.join(map(repr, r.features))})" for r in records]
+              f"{escape(r.created_at)},{features})" for r, features in zip(records, _feature_literals(records),
+                                                                            strict=True)]
     for start in range(0, len(values), ROWS_PER_STATEMENT):  # no_parameters: the text goes to the server as it is
         connection.exec_driver_sql(head + ",".join(values[start:start + ROWS_PER_STATEMENT]),
                                    execution_options={"no_parameters": True})
+
+
+def _feature_literals(records: Sequence[PredictionRecord]) -> list[str]:
+    """Each record's features as comma-separated SQL numbers.
+
+    orjson writes the shortest text that reads back as the same double (MySQL and MariaDB read it exactly:
+    test_writer.py), four times faster than Python's repr of each of 160,000 floats. The features are finite:
+    every entry point refuses anything else.
+    """
+    matrix = np.array([record.features for record in records], dtype=np.float64)
+    return orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()[2:-2].split("],[")
 
 
 def stored_ids(connection: Connection, request_ids: set[str]) -> dict[RecordKey, int]:

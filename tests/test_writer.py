@@ -137,6 +137,7 @@ def test_every_value_is_stored_exactly_in_statements_of_any_size(engine: Engine)
     records = [PredictionRecord("exact", index, "SIRA", tricky, created, tuple(row))
                for index, row in enumerate(features.tolist())]
     with engine.begin() as connection:
+        insert_predictions(connection, [])  # nothing to do, and no statement to fail
         insert_predictions(connection, records)
     with Session(engine) as session:
         stored = session.scalars(select(Prediction).where(Prediction.request_id == "exact")
