@@ -45,8 +45,8 @@ class Scenario:
 
     @property
     def least_worker_share(self) -> float | None:
-        """The least busy worker's share of the server's CPU (None: one process, no workers to compare)."""
-        if len(self.worker_cpu_cores) < 2 or not self.server_cpu_cores:
+        """The least busy worker's share of the server's CPU (None: one process, or one connection at a time)."""
+        if self.connections < 2 or len(self.worker_cpu_cores) < 2 or not self.server_cpu_cores:
             return None
         return min(self.worker_cpu_cores) / self.server_cpu_cores
 
@@ -196,7 +196,7 @@ def _below(description: str, value: float | None, bound: float, unit: str, *, in
 
 
 def _number(value: float) -> str:
-    if value >= 100:
+    if value >= 100 or value.is_integer():
         return f"{value:,.0f}"
     return f"{value:.2f}"
 
