@@ -78,13 +78,17 @@ def ensure_scaffold_image(script: str, host: str) -> None:
 
 @functools.cache
 def drybeans_image(bentoml_home: Path, host: str) -> str:
-    """`bentoml build` the repository's Bento into bentoml_home and `bentoml containerize` it as drybeans:latest."""
+    """`bentoml build` the repository's Bento into bentoml_home and `bentoml containerize` it as drybeans:latest.
+
+    As the README builds it: containerize runs in the temporary directory, where BentoML puts the build context,
+    since BentoML 1.4.36-1.4.39 refuse a dockerfile_template outside the working directory (bentoml/BentoML#5566).
+    """
     env = {**build_env(host), "BENTOML_HOME": str(bentoml_home)}
     ensure_scaffold_image("build_base_image.sh", host)
     bentoml = [sys.executable, "-m", "bentoml"]
     run([*bentoml, "build", "--output", "tag"], env=env, cwd=ROOT, timeout=BUILD_TIMEOUT_SECONDS)
-    run([*bentoml, "containerize", "drybeans:latest", "--image-tag", APP_IMAGE], env=env, cwd=ROOT,
-        timeout=BUILD_TIMEOUT_SECONDS)
+    run([*bentoml, "containerize", "drybeans:latest", "--image-tag", APP_IMAGE], env=env,
+        cwd=Path(tempfile.gettempdir()), timeout=BUILD_TIMEOUT_SECONDS)
     # The previous drybeans:latest is now untagged: drop such images so repeated CI runs do not fill the disk.
     run(["docker", "image", "prune", "--force"], env=env)
     return APP_IMAGE
