@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build drybeans-test/bookworm:latest, a minimal Debian bookworm image made with debootstrap and set
 # up like this host to reach the package registries: its apt sources, and its CA bundle (the
-# TLS-intercepting proxy's CA) for pip/uv/curl. TEST SCAFFOLDING ONLY: nothing that ships uses it.
+# TLS-intercepting proxy's CA) for pip/uv/curl. Like the official Debian images it keeps no apt
+# package cache (their docker-clean hook), so images built on it weigh what they would on the real
+# ones. TEST SCAFFOLDING ONLY: nothing that ships uses it.
 # Idempotent: skipped while the image's recipe label matches this script, the CA bundle and the apt
 # sources. The debootstrap tarball is cached in CACHE_DIR so a rebuild only `docker import`s it.
 set -euo pipefail
@@ -49,6 +51,9 @@ COPY debian.sources /etc/apt/sources.list.d/debian.sources
 COPY host-ca-bundle.crt /etc/ssl/host-ca-bundle.crt
 RUN rm -f /etc/apt/sources.list \
  && printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' >/etc/apt/apt.conf.d/99drybeans-test \
+ && printf '%s\n' 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >/etc/apt/apt.conf.d/docker-clean \
  && printf '[global]\ncert = /etc/ssl/host-ca-bundle.crt\n' >/etc/pip.conf
 ENV LANG=C.UTF-8 \
     SSL_CERT_FILE=/etc/ssl/host-ca-bundle.crt \
