@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 HOST_MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 CREDENTIAL_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|DATABASE_URL|API_KEY", re.IGNORECASE)
 READY_TIMEOUT_SECONDS = 180
+MAX_IMAGE_BYTES = 600_000_000  # 600 MB as docker counts them; BentoML's default Dockerfile made 1.19 GB
 
 
 def host_mysql_answers() -> bool:
@@ -102,6 +103,12 @@ def test_image_runs_as_a_non_root_user(image: str, docker_env: dict[str, str]) -
     assert config["User"] not in ("", "root", "0")
     uid = harness.run(["docker", "run", "--rm", "--entrypoint=id", image, "-u"], env=docker_env).strip()
     assert uid != "0"
+
+
+def test_image_is_under_600_mb(image: str, docker_env: dict[str, str]) -> None:
+    """Without BentoML's compiler toolchain and the packages' test suites (deploy/image), the image is under 600 MB."""
+    size = int(harness.run(["docker", "image", "inspect", "--format={{.Size}}", image], env=docker_env))
+    assert size < MAX_IMAGE_BYTES, f"the image is {size / 1e6:.0f} MB"
 
 
 def test_image_holds_no_credentials(image: str, docker_env: dict[str, str]) -> None:
