@@ -20,7 +20,7 @@ import parsing
 from config import get_settings
 from console.routes import router as console_router
 from data.schema import CLASSES, FEATURES
-from db import store
+from db import revision, store
 from db.engine import create_db_engine
 from db.health import DatabaseProbe
 from db.models import FEATURE_COLUMNS, Prediction
@@ -89,9 +89,8 @@ class DryBeans:
         # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
         threadpool_limits(1)
         self.max_beans = settings.max_beans_per_request
-        # Imported here, in the worker: scikit-learn and Alembic are heavy, and `bentoml serve` and `bentoml build`
-        # import this module only to read the service's definition.
-        from db import migrate
+        # Imported here, in the worker: scikit-learn is heavy, and `bentoml serve` and `bentoml build` import this
+        # module only to read the service's definition.
         from model.classifier import Classifier
 
         self.classifier = Classifier.from_metadata(bentoml.sklearn.load_model(self.model), str(self.model.tag),
@@ -99,7 +98,10 @@ class DryBeans:
         self.engine = create_db_engine(settings)
         if settings.migrate_on_startup:
             try:
-                migrate.upgrade(self.engine)
+                if not revision.is_current(self.engine):
+                    from db import migrate  # Alembic, only when there is something to migrate
+
+                    migrate.upgrade(self.engine)
             except OperationalError as exc:  # serve anyway: predictions are spooled until the database is back
                 logger.warning("database unreachable at start-up, schema not migrated: %s", type(exc).__name__)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

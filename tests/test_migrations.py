@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 
-from db.migrate import head_revision
+from db import revision
+from db.migrate import head_revision, upgrade
 from tests.servers import ROOT, MySQLDatabase, make_tutorial_era
 
 
@@ -29,6 +30,15 @@ def test_creates_the_schema_in_a_new_sqlite_file_and_is_idempotent(tmp_path: Pat
     with sqlite3.connect(tmp_path / "new.sqlite3") as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(drybeans)")]
     assert columns[:3] == ["id", "name", "created_at"] and "shape_factor_4" in columns
+
+
+def test_the_revision_workers_check_is_alembics_head(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'checked.sqlite3'}")
+    assert head_revision() == revision.HEAD
+    assert not revision.is_current(engine), "a new database is not current"
+    upgrade(engine)
+    assert revision.is_current(engine)
+    engine.dispose()
 
 
 def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) -> None:
