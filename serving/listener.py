@@ -21,36 +21,29 @@ import sys
 
 logger = logging.getLogger(__name__)
 
-BACKLOG = 2048  # bentoml serve's default
+DEFAULT_BACKLOG = 2048  # bentoml serve's
 
 
 def inherited_listener_fd(argv: list[str]) -> int | None:
     """The descriptor of the listening socket `bentoml serve` gave this worker (`--fd N`), if it was given one."""
-    with contextlib.suppress(ValueError, IndexError):
-        return int(argv[argv.index("--fd") + 1])
-    return None
+    return _int_option(argv, "--fd")
 
 
-def take_own_listener(fd: int, backlog: int = BACKLOG) -> tuple[str, int]:
+def take_own_listener(fd: int, backlog: int = DEFAULT_BACKLOG) -> tuple[str, int]:
     """Replace the shared listening socket at `fd` by one of this process's own on the same address; that address."""
-    shared = socket.socket(fileno=os.dup(fd))
-    try:
+    with socket.socket(fileno=os.dup(fd)) as shared, socket.socket(shared.family, socket.SOCK_STREAM) as own:
         # Every socket bound to the port must allow reuse, the shared one included, or the bind below fails.
         shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        own = socket.socket(shared.family, socket.SOCK_STREAM)
         own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         own.bind(shared.getsockname())
         own.listen(backlog)
-        os.dup2(own.fileno(), fd)
+        os.dup2(own.fileno(), fd)  # `fd` now refers to our socket too, and keeps it open after `own` closes
         # Leave the kernel's group: connections hashed to the shared socket would wait for an accept that never comes.
         with contextlib.suppress(OSError):  # already shut by an earlier worker
             shared.shutdown(socket.SHUT_RDWR)
-        address: tuple[str, int] = own.getsockname()[:2]
-        own.close()  # `fd` refers to it now
-        return address
-    finally:
-        shared.close()
+        host, port = own.getsockname()[:2]
+        return host, port
 
 
 def listen_on_own_socket() -> None:
@@ -59,8 +52,14 @@ def listen_on_own_socket() -> None:
     if fd is None or not hasattr(socket, "SO_REUSEPORT") or not sys.platform.startswith("linux"):
         return
     try:
-        host, port = take_own_listener(fd)
+        host, port = take_own_listener(fd, _int_option(sys.argv, "--backlog") or DEFAULT_BACKLOG)
     except OSError as exc:
         logger.warning("kept the shared listening socket, connections may favour one worker: %s", exc)
         return
     logger.info("worker %d accepts on its own socket for %s:%d (SO_REUSEPORT)", os.getpid(), host, port)
+
+
+def _int_option(argv: list[str], name: str) -> int | None:
+    with contextlib.suppress(ValueError, IndexError):
+        return int(argv[argv.index(name) + 1])
+    return None
