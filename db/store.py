@@ -51,17 +51,17 @@ def insert_predictions(connection: Connection, records: Sequence[PredictionRecor
     """
     if not records:
         return
-    if connection.dialect.name == "mysql":
+    if connection.dialect.name == "mysql" and connection.dialect.driver == "pymysql":
         _insert_as_literals(connection, records, skip_existing=skip_existing)
         return
     statement = insert(PREDICTIONS)
     if skip_existing:
-        statement = statement.prefix_with("OR IGNORE", dialect="sqlite")
+        statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
     connection.execute(statement, [record.as_row() for record in records])
 
 
 def _insert_as_literals(connection: Connection, records: Sequence[PredictionRecord], *, skip_existing: bool) -> None:
-    """MySQL and MariaDB: the statements' text is built here rather than by the driver.
+    """MySQL and MariaDB through PyMySQL: the statements' text is built here rather than by the driver.
 
     PyMySQL escapes every one of a 10,000-bean request's 210,000 values in Python, which took longer than the
     server's own work. Here the driver escapes only the few distinct strings (one request id, tag and timestamp
