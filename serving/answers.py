@@ -28,13 +28,13 @@ def classify_answer(classifier: Classifier, rows: npt.NDArray[np.float64], label
         "model": classifier.tag,
         "request_id": recorded.request_id,
         "stored": recorded.status,
-        "predictions": bean_predictions(classifier, rows, labels, scores, recorded.ids, explain=explain),
+        "predictions": _bean_predictions(classifier, rows, labels, scores, recorded.ids, explain=explain),
     })
 
 
-def bean_predictions(classifier: Classifier, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
-                     scores: npt.NDArray[np.float64], ids: list[int | None] | None, *,
-                     explain: bool) -> list[dict[str, Any]]:
+def _bean_predictions(classifier: Classifier, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
+                      scores: npt.NDArray[np.float64], ids: list[int | None], *,
+                      explain: bool) -> list[dict[str, Any]]:
     """Each bean's `BeanPrediction`, as plain data, in field order."""
     classes = classifier.classes
     answers = [{"label": label, "scores": dict(zip(classes, row_scores, strict=True)),
