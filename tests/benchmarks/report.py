@@ -196,7 +196,7 @@ def _below(description: str, value: float | None, bound: float, unit: str, *, in
 
 
 def _number(value: float) -> str:
-    if value >= 100 or value.is_integer():
+    if value >= 100 or float(value).is_integer():
         return f"{value:,.0f}"
     return f"{value:.2f}"
 
@@ -205,12 +205,12 @@ def summary(runs: list[Results]) -> list[tuple[str, list[Target], float | None, 
     """Per target: each run's measurement, their median, and whether every run met it (None: some run did not
     measure it)."""
     rows = []
-    for index, first in enumerate(targets(runs[0])):
-        found = [targets(run)[index] for run in runs]
+    for same_target in zip(*(targets(run) for run in runs), strict=True):
+        found = list(same_target)
         values = [t.value for t in found if t.value is not None]
         verdicts = [t.met for t in found]
         every = None if None in verdicts else all(verdicts)
-        rows.append((first.description, found, statistics.median(values) if values else None, every))
+        rows.append((found[0].description, found, statistics.median(values) if values else None, every))
     return rows
 
 
