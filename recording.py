@@ -24,6 +24,11 @@ class Recorded:
     status: StoreStatus
     ids: list[int | None] = field(default_factory=list)  # in bean order, when committed
 
+    def headers(self) -> dict[str, str]:
+        """The answer's headers: X-Prediction-Store (committed, spooled or skipped) and X-Request-ID (the rows'
+        request_id in table drybeans), when there is one."""
+        return {"X-Prediction-Store": self.status, **({"X-Request-ID": self.request_id} if self.request_id else {})}
+
 
 def new_request_id() -> str:
     """A unique id for one request's rows."""

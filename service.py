@@ -46,6 +46,7 @@ from serving.answers import classify_answer
 from serving.auth import BearerToken
 from serving.guard import RequestGuard
 from serving.probes import Probes
+from serving.shortcut import PredictShortcut
 
 MODEL_TAG = "drybean_svc:latest"
 # Regular expressions over the request's URL, as OpenTelemetry's exclusion list takes them.
@@ -125,13 +126,17 @@ class DryBeans:
         Headers tell what became of the predictions: X-Prediction-Store (committed, spooled or skipped) and
         X-Request-ID (their request_id in table drybeans).
         """
-        rows = parsing.tutorial_rows(request.data, self.max_beans)
+        predictions, recorded = await self.tutorial_prediction(request.data, request.store)
+        ctx.response.metadata.update(recorded.headers())
+        return TutorialResponse(predictions=predictions)
+
+    async def tutorial_prediction(self, data: str | list[Any], store: bool) -> tuple[str, Recorded]:
+        """`/predict`'s work, also run by its shortcut (serving/shortcut.py): the labels as a JSON-encoded string,
+        and what became of the records."""
+        rows = parsing.tutorial_rows(data, self.max_beans)
         labels, _scores = self.classifier.classify(rows)
-        recorded = await self.recorder.record(rows, labels) if request.store else Recorded("", "skipped")
-        ctx.response.metadata["X-Prediction-Store"] = recorded.status
-        if recorded.request_id:
-            ctx.response.metadata["X-Request-ID"] = recorded.request_id
-        return TutorialResponse(predictions=json.dumps(labels.tolist()))
+        recorded = await self.recorder.record(rows, labels) if store else Recorded("", "skipped")
+        return json.dumps(labels.tolist()), recorded
 
     @bentoml.api(route="/v1/classify", output_spec=ClassifyResponse)
     @answers_errors
@@ -248,3 +253,4 @@ if _settings.metrics_port is not None:
     DryBeans.add_asgi_middleware(metrics.MetricsElsewhere, port=_settings.metrics_port)  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(BearerToken, **access_control())  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(Probes)  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(PredictShortcut, service_name=DryBeans.name)  # type: ignore[attr-defined]

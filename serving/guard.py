@@ -12,6 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import errors
+from serving.bodies import replay
 from serving.responses import send_json
 
 CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
@@ -58,7 +59,7 @@ class RequestGuard:
                     body.count(b"[") + body.count(b"{") > self.max_json_containers):
                 await self._too_large(send, errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers))
                 return
-            receive = _replay(body)
+            receive = replay(body)
         await self.app(scope, receive, _ErrorShaper(send))
 
     async def _read_bounded(self, receive: Receive) -> bytes | None:
@@ -81,19 +82,6 @@ class RequestGuard:
 def _is_json(headers: dict[bytes, bytes]) -> bool:
     media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
     return media_type == b"application/json"
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 class _ErrorShaper:
