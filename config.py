@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported where a database is used: train.py reads these settings too (0.26 s)
+    from sqlalchemy.engine import URL
 
 UCI_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/602/dry+bean+dataset.zip"
 
@@ -89,6 +91,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _database_settings_usable(self) -> Settings:
         if self.database_url is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
             try:
                 make_url(self.database_url.get_secret_value())
             except ArgumentError:
@@ -105,6 +110,8 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> URL:
         """The database to record predictions in."""
+        from sqlalchemy.engine import URL, make_url
+
         if self.database_url is not None:
             return make_url(self.database_url.get_secret_value())
         if self.mysql_host:

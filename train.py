@@ -26,14 +26,8 @@ from data.readers import Dataset, DatasetError
 from data.schema import CLASSES, FEATURES
 from model.calibration import TemperatureScaling
 from model.compiled_svc import CompiledLinearSVC
-from model.evaluation import (
-    Metrics,
-    holdout_metrics,
-    out_of_fold,
-    plot_confusion_matrix,
-    plot_reliability,
-    probability_metrics,
-)
+from model.evaluation import Metrics, holdout_metrics, out_of_fold, probability_metrics
+from model.figures import Figures, drawing_figures
 from monitoring.reference import Reference, build_reference
 
 MODEL_NAME = "drybean_svc"
@@ -95,8 +89,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Load, fit, evaluate, gate and save; return the process exit code."""
+    """Load, fit, evaluate, gate and save, while another process draws the figures; return the exit code."""
     args = parse_args(argv)
+    args.output.mkdir(parents=True, exist_ok=True)
+    with drawing_figures(args.output) as figures:
+        return train(args, figures)
+
+
+def train(args: argparse.Namespace, figures: Figures) -> int:
+    """Load, fit, evaluate, gate and save; return the process exit code."""
     settings = get_settings()
     try:
         with step("load"):
@@ -108,18 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     x_train, x_test, y_train, y_test = train_test_split(x, dataset.labels.to_numpy(), test_size=TEST_SIZE,
                                                         random_state=RANDOM_STATE)
     pipeline = build_pipeline()
-    with step("fit"):
-        pipeline.fit(x_train, y_train)
+    with step("fit"):  # and the cross-validation's folds beside it
+        folds = out_of_fold(pipeline, x_train, y_train, fit_pipeline=True)
     with step("evaluate"):
-        folds = out_of_fold(pipeline, x_train, y_train)
         calibrator = TemperatureScaling.fit(folds.scores, np.searchsorted(CLASSES, y_train))
         labels, scores = CompiledLinearSVC.from_pipeline(pipeline).predict_with_scores(x_test)  # exact labels
         metrics = holdout_metrics(y_test, labels, list(CLASSES), folds.accuracies,
                                   probability_metrics(calibrator, scores, labels, y_test, list(CLASSES)))
-        args.output.mkdir(parents=True, exist_ok=True)
         (args.output / "metrics.json").write_text(metrics.model_dump_json(indent=2) + "\n")
-        plot_confusion_matrix(metrics, args.output / "confusion_matrix.png")
-        plot_reliability(calibrator.probabilities(scores), y_test, list(CLASSES), args.output / "reliability.png")
+        figures.draw(confusion_matrix=metrics.confusion_matrix, classes=metrics.classes,
+                     accuracy=metrics.holdout_accuracy, macro_f1=metrics.macro_f1,
+                     probabilities=calibrator.probabilities(scores), y_true=y_test)
     summary = (f"holdout accuracy {metrics.holdout_accuracy:.4f}, macro F1 {metrics.macro_f1:.4f}, "
                f"{metrics.cv_folds}-fold CV {metrics.cv_accuracy_mean:.4f} ± {metrics.cv_accuracy_std:.4f}")
     if metrics.holdout_accuracy < args.min_accuracy:

@@ -1,16 +1,12 @@
-"""Model evaluation: holdout metrics, out-of-fold cross-validation, a confusion matrix and a reliability diagram."""
+"""Model evaluation: holdout metrics, out-of-fold cross-validation and the quality of calibrated probabilities.
+
+Its figures are drawn by `model/figures.py`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers or in CI
-
-import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 from joblib import Parallel, delayed
@@ -22,8 +18,6 @@ from sklearn.pipeline import Pipeline
 
 from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ties
 from model.compiled_svc import CompiledLinearSVC
-
-RELIABILITY_BINS = 10
 
 
 class ClassScores(BaseModel):
@@ -89,15 +83,18 @@ def holdout_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, classes: list[
     )
 
 
-def out_of_fold(pipeline: Pipeline, x: npt.NDArray[np.float64], y: npt.NDArray[Any],
-                folds: int = 5) -> OutOfFold:
-    """Fit an unfitted copy of `pipeline` per stratified fold (deterministic: no shuffling), all folds in parallel.
+def out_of_fold(pipeline: Pipeline, x: npt.NDArray[np.float64], y: npt.NDArray[Any], folds: int = 5, *,
+                fit_pipeline: bool = False) -> OutOfFold:
+    """Fit an unfitted copy of `pipeline` per stratified fold (deterministic: no shuffling), all folds in parallel;
+    with `fit_pipeline`, fit `pipeline` itself on all of `x` in the same pool (one fit fewer to wait for).
 
     One fit per fold gives both the fold's accuracy and the held-out decision scores the calibrator learns from.
     """
     splits = list(StratifiedKFold(folds).split(x, y))
-    fitted = Parallel(n_jobs=-1, prefer="threads")(
-        delayed(_fold)(clone(pipeline), x[train], y[train], x[held_out], y[held_out]) for train, held_out in splits)
+    jobs = [delayed(_fold)(clone(pipeline), x[train], y[train], x[held_out], y[held_out]) for train, held_out in splits]
+    if fit_pipeline:
+        jobs.insert(0, delayed(pipeline.fit)(x, y))  # first: the longest fit
+    fitted = Parallel(n_jobs=-1, prefer="threads")(jobs)[1 if fit_pipeline else 0:]
     scores = np.empty((len(x), len(np.unique(y))))
     for (_, held_out), (_, fold_scores) in zip(splits, fitted, strict=True):
         scores[held_out] = fold_scores
@@ -127,52 +124,3 @@ def probability_metrics(calibrator: TemperatureScaling, scores: npt.NDArray[np.f
         vote_ties=int(vote_ties(scores).sum()),
         label_not_most_probable=int((most_probable != labels).sum()),
     )
-
-
-def plot_reliability(probabilities: npt.NDArray[np.float64], y_true: npt.NDArray[Any], classes: list[str],
-                     path: Path) -> Path:
-    """Write a reliability diagram (confidence of the most probable variety against how often it is right) as a
-    PNG, with the share of beans per confidence bin below."""
-    confidence = probabilities.max(axis=1)
-    correct = np.asarray(classes)[probabilities.argmax(axis=1)] == y_true
-    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
-    bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, RELIABILITY_BINS - 1)
-    counts = np.bincount(bins, minlength=RELIABILITY_BINS)
-    filled = counts > 0
-    mean_confidence = np.bincount(bins, confidence, RELIABILITY_BINS)[filled] / counts[filled]
-    accuracy = np.bincount(bins, correct, RELIABILITY_BINS)[filled] / counts[filled]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), height_ratios=[3, 1], sharex=True, layout="constrained")
-    top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    top.plot(mean_confidence, accuracy, marker="o", label="calibrated probabilities")
-    top.set_ylabel("share correct")
-    top.set_title(f"Reliability on the holdout of {len(y_true):,} beans")
-    top.legend(loc="upper left")
-    bottom.bar(edges[:-1], counts / counts.sum(), width=1 / RELIABILITY_BINS, align="edge", edgecolor="white")
-    bottom.set_xlabel("probability of the most probable variety")
-    bottom.set_ylabel("share of beans")
-    bottom.set_xlim(0, 1)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_confusion_matrix(metrics: Metrics, path: Path) -> Path:
-    """Write a confusion matrix with counts and row-normalised shading (recall per class) as a PNG."""
-    counts = np.array(metrics.confusion_matrix)
-    recall = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
-    fig, ax = plt.subplots(figsize=(8, 7), layout="constrained")
-    image = ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    ticks = range(len(metrics.classes))
-    ax.set_xticks(ticks, metrics.classes, rotation=45, ha="right")
-    ax.set_yticks(ticks, metrics.classes)
-    ax.set_xlabel("predicted variety")
-    ax.set_ylabel("true variety")
-    for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if recall[i, j] > 0.5 else "black", fontsize=9)
-    ax.set_title(f"Dry beans, holdout of {counts.sum():,}: accuracy {metrics.holdout_accuracy:.3f}, "
-                 f"macro F1 {metrics.macro_f1:.3f}")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -14,6 +14,7 @@ import pytest
 
 import train
 from data.schema import CLASSES, FEATURES
+from model.figures import FiguresFailed, drawing_figures
 
 
 def test_train_prints_timed_steps_and_a_summary(trained_model: subprocess.CompletedProcess[str]) -> None:
@@ -77,3 +78,16 @@ def test_a_bad_dataset_stops_training_with_its_message(tmp_path: Path, capsys: p
     missing = tmp_path / "nowhere.csv"
     assert train.main(["--data", str(missing), "--output", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing}: cannot be read (No such file or directory)"
+
+
+def test_the_figures_process_draws_nothing_unless_asked(tmp_path: Path) -> None:
+    with drawing_figures(tmp_path):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_drawing_fails_training(tmp_path: Path) -> None:
+    classes = ["A", "B"]
+    with pytest.raises(FiguresFailed, match="exit code 1"), drawing_figures(tmp_path / "missing") as figures:
+        figures.draw(confusion_matrix=[[3, 1], [0, 4]], classes=classes, accuracy=0.875, macro_f1=0.87,
+                     probabilities=np.array([[0.9, 0.1], [0.2, 0.8]]), y_true=np.array(classes))
