@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -180,6 +180,56 @@ def test_a_connection_the_server_dropped_is_replaced_without_spooling(mysql_db: 
 
     assert [result.status for result in asyncio.run(write_kill_write())] == ["committed", "committed"]
     assert spool.depth() == 0
+
+
+def _statements_by_connection(engine: Engine) -> dict[int, list[str]]:
+    """The statements each server connection (by its id) executes from now on, their first word each."""
+    executed: dict[int, list[str]] = {}
+
+    def note(_conn: object, cursor: Any, statement: str, *_args: object) -> None:
+        executed.setdefault(cursor.connection.thread_id(), []).append(statement.split(maxsplit=1)[0])
+
+    event.listen(engine, "before_cursor_execute", note)
+    return executed
+
+
+@pytest.mark.mysql
+def test_a_large_round_is_inserted_in_halves_on_two_connections(mysql_db: MySQLDatabase, tmp_path: Path) -> None:
+    engine = mysql_db.engine()
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    records = _records("large", db.writer.SPLIT_ROWS + 1)
+    executed = _statements_by_connection(engine)
+    result = _with_writer(engine, Spool(tmp_path / "spool"), lambda writer: writer.write(records, want_ids=True))
+    assert result.status == "committed"
+    inserting = [connection for connection, statements in executed.items() if "INSERT" in statements]
+    assert len(inserting) == 2
+    with Session(engine) as session:
+        stored = dict(session.execute(select(Prediction.bean_index, Prediction.id)
+                                      .where(Prediction.request_id == "large")).all())
+    assert stored == {record.bean_index: result.ids[record.key] for record in records}
+
+
+@pytest.mark.mysql
+def test_a_large_round_half_committed_is_spooled_and_completed_exactly_once(mysql_db: MySQLDatabase,
+                                                                            tmp_path: Path) -> None:
+    engine = mysql_db.engine()
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    records = _records("halves", db.writer.SPLIT_ROWS)
+    with engine.begin() as connection:  # the second half's last bean is there already: its INSERT fails
+        insert_predictions(connection, records[-1:])
+    spool = Spool(tmp_path / "spool")
+
+    async def write_and_wait(writer: GroupCommitWriter) -> WriteResult:
+        result = await writer.write(records)
+        await _wait_until_drained(spool)
+        return result
+
+    assert _with_writer(engine, spool, write_and_wait).status == "spooled"
+    with Session(engine) as session:
+        indexes = session.scalars(select(Prediction.bean_index).where(Prediction.request_id == "halves")).all()
+    assert sorted(indexes) == list(range(len(records)))
 
 
 def _with_writer(engine: Engine, spool: Spool, scenario: Callable[[GroupCommitWriter], Awaitable[T]]) -> T:
