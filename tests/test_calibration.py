@@ -12,7 +12,7 @@ from scipy.special import softmax
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-import train
+from model import training
 from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ties
 from model.compiled_svc import CompiledLinearSVC
 from model.evaluation import out_of_fold
@@ -28,7 +28,7 @@ def split(shared_csv: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 @pytest.fixture(scope="module")
 def model(split) -> Pipeline:
-    return train.build_pipeline().fit(split[0], split[2])
+    return training.build_pipeline().fit(split[0], split[2])
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_out_of_fold_scores_are_each_from_the_fold_that_held_the_bean_out(model,
     assert len(folds.accuracies) == 5 and folds.scores.shape == (2000, 7)
     # The first fold holds out the first stratified fifth: refit it alone and compare.
     train_rows, held_out = next(StratifiedKFold(5).split(x_train[:2000], y_train[:2000]))
-    alone = train.build_pipeline().fit(x_train[train_rows], y_train[train_rows])
+    alone = training.build_pipeline().fit(x_train[train_rows], y_train[train_rows])
     np.testing.assert_allclose(folds.scores[held_out], alone.decision_function(x_train[held_out]), atol=1e-9)
 
 

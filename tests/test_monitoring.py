@@ -17,12 +17,12 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 
-import train
 from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
 from db import feedback, migrate
 from db.feedback import FeedbackRecord
 from db.store import PredictionRecord, insert_predictions
+from model import training
 from monitoring.drift import drift_report as report_drift
 from monitoring.drift import psi
 from monitoring.quality import quality_report
@@ -38,8 +38,8 @@ THRESHOLD = 0.2
 def split(shared_csv: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """train.py's split of the real dataset: x_train, x_test, y_train, y_test."""
     dataset = read_dataset(shared_csv)
-    return train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(), test_size=train.TEST_SIZE,
-                            random_state=train.RANDOM_STATE)
+    return train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(), test_size=training.TEST_SIZE,
+                            random_state=training.RANDOM_STATE)
 
 
 @pytest.fixture(scope="module")

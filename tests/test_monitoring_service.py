@@ -21,9 +21,9 @@ from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 
 import errors
-import train
 from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
+from model import training
 from schemas import EXAMPLE_BEAN
 from tests.servers import ROOT, MySQLDatabase, Server, bentoml_serve
 
@@ -50,7 +50,7 @@ def holdout(shared_csv: Path) -> tuple[np.ndarray, np.ndarray]:
     """train.py's held-out part of the dataset."""
     dataset = read_dataset(shared_csv)
     _, x_test, _, y_test = train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(),
-                                            test_size=train.TEST_SIZE, random_state=train.RANDOM_STATE)
+                                            test_size=training.TEST_SIZE, random_state=training.RANDOM_STATE)
     return x_test, y_test
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import train
 from data.schema import CLASSES, FEATURES
+from model import training
 from model.figures import FiguresFailed, drawing_figures
 
 
@@ -56,7 +57,7 @@ def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess
     assert meta["calibration"]["temperature"] == meta["metrics"]["probabilities"]["temperature"]
     assert model.info.labels["algorithm"] == "linear-svc"
     pipeline = bentoml.sklearn.load_model(model)
-    assert pipeline.predict(np.array([train.DERMASON_EXAMPLE]))[0] == "DERMASON"
+    assert pipeline.predict(np.array([training.DERMASON_EXAMPLE]))[0] == "DERMASON"
 
 
 def test_models_get_shows_the_metadata(trained_model: subprocess.CompletedProcess[str]) -> None:
