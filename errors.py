@@ -84,6 +84,12 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(error_body(error.message, error.code), status_code=error.status)
 
 
+def log_answer(api_name: str, error: ApiError) -> None:
+    """One log line for an error answer: a warning for the service's failures, info for a client's mistakes."""
+    log = logger.warning if error.status >= 500 else logger.info
+    log("%s answered %d %s: %s", api_name, error.status, error.code, error.message)
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -96,8 +102,7 @@ def answers_errors(api: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | 
         try:
             return await api(*args, **kwargs)
         except ApiError as error:
-            log = logger.warning if error.status >= 500 else logger.info
-            log("%s answered %d %s: %s", api.__name__, error.status, error.code, error.message)
+            log_answer(api.__name__, error)
             context = kwargs.get("ctx")
             if context is not None:  # BentoML applies the context's status to the answer last
                 context.response.status_code = error.status  # type: ignore[attr-defined]

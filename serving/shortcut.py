@@ -5,10 +5,11 @@ API through its context and serialises `TutorialResponse`; for one bean that boo
 prediction and its database write together. This middleware, the innermost of the service's own (inside
 BentoML's metrics, access log and timeout, and inside the body guard and bearer token), answers a request that
 already has exactly that plain shape through the same code the API runs, `DryBeans.tutorial_prediction`, with
-the same bytes and headers (`tests/test_shortcut.py` compares both paths). Everything else goes the normal way:
-another shape or type, a request with an `Origin` (CORS is applied further in), and every error, which the
-normal route then answers as it always has (nothing was stored: an error is raised before the rows are
-recorded, or because neither the database nor the spool took them).
+the same bytes and headers (`tests/test_shortcut.py` and `tests/test_hardening.py` compare both paths).
+Everything else goes the normal way: another shape or type, a request with an `Origin` (CORS is applied further
+in), and every input the API refuses, which the route then names as it always has (nothing was recorded yet).
+Only a failure to record, once recording was tried, is answered here as the route would (503): trying again
+there could record part of the request twice.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class PredictShortcut:
         if answer is None:
             await self.app(scope, replay(body), send)
             return
-        content, headers = answer
-        await send({"type": "http.response.start", "status": 200, "headers": [
+        status, content, headers = answer
+        await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-length", str(len(content)).encode()), (b"content-type", b"application/json"), *headers,
             (b"server", self.server)]})
         await send({"type": "http.response.body", "body": content})
@@ -75,18 +76,21 @@ def plain_request(body: bytes) -> tuple[str | list[Any], bool] | None:
     return data, store
 
 
-async def _answer(body: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
-    """The answer's body and prediction headers, or None when the normal route should answer."""
+async def _answer(body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+    """The answer's status, body and prediction headers, or None when the route should answer."""
     request = plain_request(body)
     service = _current_service()
     if request is None or service is None:
         return None
     try:
         predictions, recorded = await service.tutorial_prediction(*request)
-    except errors.ApiError:
+    except errors.StoreUnavailable as failure:  # recording was tried
+        errors.log_answer("predict", failure)
+        return failure.status, bytes(errors.error_response(failure).body), []
+    except errors.ApiError:  # refused before anything was recorded
         return None
     headers = [(name.lower().encode(), value.encode()) for name, value in recorded.headers().items()]
-    return orjson.dumps({"predictions": predictions}), headers
+    return 200, orjson.dumps({"predictions": predictions}), headers
 
 
 def _current_service() -> TutorialPredictor | None:

@@ -79,6 +79,7 @@ def test_a_full_spool_is_refused_with_503_and_recovered_from_without_a_restart(
             promised[answer.headers["X-Request-ID"]] = answer.headers["X-Prediction-Store"]
         assert refused is not None, "the spool never filled"
         assert "spool" in refused.json()["error"] and "store: false" in refused.json()["error"]
+        assert_the_route_refuses_alike(server, promised)
         readiness = httpx.get(f"{server.url}/readyz", timeout=5)
         assert readiness.status_code == 503 and readiness.json()["spool"] == "full"
         assert httpx.get(f"{server.url}/livez", timeout=5).status_code == 200
@@ -92,6 +93,24 @@ def test_a_full_spool_is_refused_with_503_and_recovered_from_without_a_restart(
         assert "Exception in thread" not in server.output()
     assert set(promised.values()) == {"spooled"}
     assert_exactly_once(mysql_db, promised)
+
+
+def assert_the_route_refuses_alike(server: Server, promised: dict[str, str]) -> None:
+    """`/predict`'s shortcut refused a request; BentoML's route (an Origin header takes it), asked on the same
+    connection (the same worker, whose journal may still have had a few bytes free), refuses it alike."""
+    with server.client() as http:
+        for _ in range(100):
+            answers = [http.post("/predict", json={"data": [EXAMPLE_ROW]}, headers=headers)
+                       for headers in ({}, {"Origin": "http://a.test"})]
+            for answer in answers:
+                if answer.status_code == 200:
+                    promised[answer.headers["X-Request-ID"]] = answer.headers["X-Prediction-Store"]
+            if [answer.status_code for answer in answers] == [503, 503]:
+                shortcut, by_route = ((answer.content, [item for item in answer.headers.multi_items()
+                                                        if item[0] != "date"]) for answer in answers)
+                assert shortcut == by_route
+                return
+    raise AssertionError("the spool never refused both ways in a row")
 
 
 def test_a_frozen_database_is_spooled_around_within_the_request_timeout(
