@@ -39,10 +39,10 @@ FIRST_RETRY_SECONDS = 2.0  # after a failure, writes go straight to the spool th
 MAX_RETRY_SECONDS = 16.0
 FAST_FAILURE_SECONDS = 1.0  # a failure this quick is a dead connection: worth one retry on a fresh one
 MAX_NAMED = 20  # feedback keys named in a log line
-# A round of at least this many predictions is inserted in two halves on two connections at once, where the
-# database takes concurrent writers (not SQLite): MariaDB inserts them on two cores.
+# A round of at least this many predictions is inserted in two halves on two connections at once, on SQLAlchemy's
+# MySQL dialect (MySQL and MariaDB servers): both take concurrent writers (MariaDB inserts on two cores), and there
+# a replay's INSERT IGNORE skips a half already committed. SQLite has one writer.
 SPLIT_ROWS = 4_000
-CONCURRENT_WRITER_DIALECTS = frozenset({"mysql", "mariadb", "postgresql"})
 T = TypeVar("T")
 
 
@@ -130,7 +130,7 @@ class GroupCommitWriter:
         self.spool = spool
         self._replay_interval = REPLAY_CHUNK_ROWS / replay_rows_per_second
         self._line = _Line(engine)
-        self._split = engine.dialect.name in CONCURRENT_WRITER_DIALECTS
+        self._split = engine.dialect.name == "mysql"
         self._second_line = _Line(engine)
         self._helper = ThreadPoolExecutor(1, thread_name_prefix="prediction-writer-helper")
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
