@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     reuse_port: bool = Field(True, description="Each worker listens on a socket of its own (SO_REUSEPORT, Linux), "
                              "so that connections spread over the workers instead of piling onto one.")
 
+    grpc_port: int | None = Field(None, ge=1, le=65535, description="Serve V2 over gRPC (and grpc.health.v1) on "
+                                  "this port from every worker; off when unset. The image and manifests use 3002.")
+
     # Access and metrics
     api_token: SecretStr | None = Field(None, description="When set, reads of recorded data, feedback and "
                                         "/metrics need `Authorization: Bearer <token>`.")

@@ -39,6 +39,15 @@ SERVICE_STARTING = "the service is starting; retry in a few seconds"
 NO_REFERENCE = "model {model} was saved without a training reference: retrain it with this version of train.py"
 
 
+MAX_SHOWN = 40  # characters of a client's value an error message repeats
+
+
+def shown(value: object) -> str:
+    """A client's value as an error message names it: repr, cut to MAX_SHOWN characters (never echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+
+
 class ApiError(Exception):
     """An error the service answers with `status` and a JSON object naming the problem."""
 

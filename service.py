@@ -202,9 +202,23 @@ class DryBeans:
         """What the metrics port serves: the same text as BentoML's /metrics."""
         return self.__metrics__(metrics.multiprocess_exposition())
 
+    @bentoml.on_startup
+    async def serve_grpc(self) -> None:
+        """V2 over gRPC on DRYBEANS_GRPC_PORT, from this worker's event loop (off when unset)."""
+        settings = get_settings()
+        self.grpc_server = None
+        if settings.grpc_port is not None:
+            from protocol import grpc_server  # grpc and the stubs, only where gRPC is served
+
+            self.grpc_server = await grpc_server.start(self, settings.grpc_port, **access_control(),
+                                                       max_message_bytes=settings.max_body_bytes)
+
     @bentoml.on_shutdown
-    def close(self) -> None:
-        """Store what is queued, drain the spool while the grace period allows, release the connections."""
+    async def close(self) -> None:
+        """Finish gRPC calls in flight, store what is queued, drain the spool while the grace period allows,
+        release the connections."""
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=self.drain_seconds)
         self.writer.close(self.drain_seconds)
         self.engine.dispose()
 

@@ -1,0 +1,285 @@
+"""V2 over gRPC: the Open Inference Protocol's `inference.GRPCInferenceService`, and `grpc.health.v1` for probes.
+
+Each serving worker runs a `grpc.aio` server on its own event loop, bound to `DRYBEANS_GRPC_PORT` with
+SO_REUSEPORT (gRPC's default on Linux), so that connections spread over the workers as HTTP's do. It answers with
+the worker's own classifier and recorder, under the REST routes' token and limits. Client mistakes are
+INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED or PERMISSION_DENIED with a message saying what to fix.
+
+The stubs in protocol/proto/ are generated from the published proto (docs: protocol/proto/README.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import bentoml
+import grpc
+import numpy as np
+import numpy.typing as npt
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import errors
+from errors import ApiError, logger
+from protocol import arrays, tensors
+from protocol.proto import open_inference_grpc_pb2 as pb
+from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
+from protocol.routes import PLATFORM, ModelNotFound
+from protocol.schemas import REQUEST_ID, STORE, STORED
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+SERVER_NAME = "drybeans"
+STATUS_BY_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+                  403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+                  413: grpc.StatusCode.INVALID_ARGUMENT, 415: grpc.StatusCode.INVALID_ARGUMENT,
+                  422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
+AUTHORIZATION_MISSING = "this call needs a token: send the metadata authorization: Bearer <token>"
+RAW_AND_TYPED = "send every input's data either in raw_input_contents or in its contents, not both"
+RAW_COUNT = "{count} raw_input_contents for {inputs} inputs: send one per input, in the inputs' order"
+RAW_SIZE = "input {name}: raw_input_contents holds {size} bytes; shape {shape} of {datatype} needs {expected}"
+CONTENTS_SIZE = "input {name}: contents.{field} holds {count} elements; shape {shape} needs {expected}"
+STORE_NOT_BOOLEAN = 'parameter "store" must be a bool_param'
+UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
+UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served!r}"
+
+
+class Service(Protocol):
+    """What the gRPC server uses of the running `DryBeans` instance."""
+
+    classifier: Any  # model.classifier.Classifier, imported by the worker only (it pulls in scikit-learn)
+    recorder: Any  # recording.PredictionRecorder
+    max_beans: int
+
+    async def readiness(self) -> Any:
+        """A report whose `ready` says whether predictions can be served and recorded."""
+
+    def alive(self) -> bool:
+        """Whether the worker can still record predictions."""
+
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+
+
+def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Response]:
+    """Turn an ApiError into the matching gRPC status with its message; log a client's mistake in one line."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Response:
+        try:
+            return await handler(self, request, context)
+        except ApiError as error:
+            errors.log_answer(f"gRPC {handler.__name__}", error)
+            await context.abort(STATUS_BY_HTTP.get(error.status, grpc.StatusCode.INTERNAL), error.message)
+            raise  # abort raises; this line is never reached
+
+    return wrapper
+
+
+class Unauthenticated(ApiError):
+    """No token where one is needed."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """A token that is not this service's."""
+
+    status = 403
+    code = "forbidden"
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The six V2 calls, on one worker's service instance."""
+
+    def __init__(self, service: Service, token: str | None, protect_predict: bool) -> None:
+        self.service = service
+        self._token = token.encode() if token else None
+        self._protect_predict = protect_predict
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext,
+                         ) -> pb.ServerLiveResponse:
+        """Live while the worker can record predictions."""
+        return pb.ServerLiveResponse(live=self.service.alive())
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext,
+                          ) -> pb.ServerReadyResponse:
+        """Ready as /readyz: the database answers or the spool has room."""
+        return pb.ServerReadyResponse(ready=(await self.service.readiness()).ready)
+
+    @answers_errors
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext,
+                         ) -> pb.ModelReadyResponse:
+        """Ready once the worker serves, when the request names the served model."""
+        self._model(request.name, request.version)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext,
+                             ) -> pb.ServerMetadataResponse:
+        """The server's name and the BentoML version serving it."""
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=bentoml.__version__, extensions=[])
+
+    @answers_errors
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext,
+                            ) -> pb.ModelMetadataResponse:
+        """The model's inputs and outputs, as the REST metadata lists them."""
+        name, version = self._model(request.name, request.version)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=name, versions=[version], platform=PLATFORM,
+            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in tensors.input_metadata()],
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape)
+                     for t in tensors.output_metadata(len(self.service.classifier.classes))])
+
+    @answers_errors
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext,
+                         ) -> pb.ModelInferResponse:
+        """Classify beans, and record them unless the parameter `store` is false."""
+        if self._protect_predict:
+            self._authorize(context)
+        name, version = self._model(request.model_name, request.model_version)
+        store = _store(request.parameters)
+        names = tensors.requested_outputs(list(request.outputs) or None)
+        raw = len(request.raw_input_contents) > 0
+        rows = arrays.feature_matrix(input_tensors(request, self.service.max_beans), self.service.max_beans)
+        classifier = self.service.classifier
+        labels, scores = classifier.classify(rows)
+        recorded = await self.service.recorder.record(rows, labels) if store else None
+        response = pb.ModelInferResponse(model_name=name, model_version=version, id=request.id)
+        response.parameters[REQUEST_ID].string_param = recorded.request_id if recorded else ""
+        response.parameters[STORED].string_param = recorded.status if recorded else "skipped"
+        for output in names:
+            _add_output(response, output, classifier, labels, scores, raw=raw)
+        return response
+
+    def _model(self, name: str, version: str) -> tuple[str, str]:
+        served_name, served_version = self.service.classifier.tag.split(":")
+        if name != served_name:
+            raise ModelNotFound(UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
+        if version and version != served_version:
+            raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version),
+                                                               served=served_version))
+        return served_name, served_version
+
+    def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        if self._token is None:
+            return
+        metadata = dict(context.invocation_metadata() or ())
+        scheme, _, given = str(metadata.get("authorization", "")).partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise Unauthenticated(AUTHORIZATION_MISSING)
+        if not hmac.compare_digest(given.strip().encode(), self._token):
+            raise Forbidden(errors.AUTHORIZATION_REFUSED)
+
+
+def input_tensors(request: pb.ModelInferRequest, max_beans: int) -> list[arrays.Tensor]:
+    """The request's inputs decoded from raw_input_contents or typed contents, each size checked first."""
+    inputs, raw = request.inputs, request.raw_input_contents
+    if len(inputs) > len(arrays.FEATURES):
+        raise errors.InvalidInput(arrays.TOO_MANY_INPUTS.format(count=len(inputs)))
+    if raw and len(raw) != len(inputs):
+        raise errors.InvalidInput(RAW_COUNT.format(count=len(raw), inputs=len(inputs)))
+    limit = max_beans * len(arrays.FEATURES)
+    decoded = []
+    for index, tensor in enumerate(inputs):
+        shape = tuple(tensor.shape)
+        count = arrays.element_count(tensor.name, tensor.datatype, shape)
+        if count > limit:  # more beans than a request may hold: refuse before decoding a byte
+            raise errors.TooLarge(errors.TOO_MANY_BEANS.format(count=count // len(arrays.FEATURES), limit=max_beans))
+        if raw:
+            if tensor.HasField("contents"):
+                raise errors.InvalidInput(RAW_AND_TYPED)
+            values = _from_raw(tensor, shape, count, raw[index])
+        else:
+            values = _from_contents(tensor, shape, count)
+        decoded.append(arrays.Tensor(tensor.name, tensor.datatype, shape, values))
+    return decoded
+
+
+def _from_raw(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...], count: int,
+              data: bytes) -> npt.NDArray[np.float64]:
+    expected = count * arrays.ITEM_SIZES[tensor.datatype]
+    if len(data) != expected:
+        raise errors.InvalidInput(RAW_SIZE.format(name=errors.shown(tensor.name), size=len(data), shape=list(shape),
+                                                  datatype=tensor.datatype, expected=expected))
+    return np.frombuffer(data, dtype=arrays.DTYPES[tensor.datatype]).astype(np.float64)
+
+
+def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...],
+                   count: int) -> npt.NDArray[np.float64]:
+    field = "fp64_contents" if tensor.datatype == "FP64" else "fp32_contents"
+    contents = getattr(tensor.contents, field)
+    if len(contents) != count:
+        raise errors.InvalidInput(CONTENTS_SIZE.format(name=errors.shown(tensor.name), field=field,
+                                                       count=len(contents), shape=list(shape), expected=count))
+    return np.array(contents, dtype=arrays.DTYPES[tensor.datatype]).astype(np.float64)
+
+
+def _store(parameters: Any) -> bool:
+    if STORE not in parameters:
+        return True
+    parameter = parameters[STORE]
+    if parameter.WhichOneof("parameter_choice") != "bool_param":
+        raise errors.InvalidInput(STORE_NOT_BOOLEAN)
+    return bool(parameter.bool_param)
+
+
+def _add_output(response: pb.ModelInferResponse, name: str, classifier: Any, labels: npt.NDArray[np.str_],
+                scores: npt.NDArray[np.float64], *, raw: bool) -> None:
+    """Append output `name`: in raw_output_contents when the request sent raw inputs, else as typed contents."""
+    output = response.outputs.add(name=name)
+    if name == tensors.LABEL:
+        output.datatype, output.shape[:] = "BYTES", [len(labels)]
+        encoded = [label.encode() for label in labels.tolist()]
+        if raw:
+            response.raw_output_contents.append(length_prefixed(encoded))
+        else:
+            output.contents.bytes_contents.extend(encoded)
+        return
+    table = scores if name == tensors.SCORES else classifier.probabilities(scores)
+    output.datatype, output.shape[:] = "FP64", list(table.shape)
+    output.parameters["columns"].string_param = ",".join(classifier.classes)
+    if raw:
+        response.raw_output_contents.append(np.ascontiguousarray(table, dtype="<f8").tobytes())
+    else:
+        output.contents.fp64_contents.extend(table.ravel().tolist())
+
+
+def length_prefixed(elements: Sequence[bytes]) -> bytes:
+    """BYTES elements as the binary tensor format sends them: each a 4-byte little-endian length, then its bytes."""
+    return b"".join(struct.pack("<I", len(element)) + element for element in elements)
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    """`grpc.health.v1.Health/Check` for Kubernetes' gRPC probes: SERVING while the worker is ready."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext,
+                    ) -> health_pb2.HealthCheckResponse:
+        """The whole server ("") or the inference service by name; NOT_FOUND for any other."""
+        if request.service not in ("", SERVICE_NAME):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {errors.shown(request.service)}; "
+                                                           f'ask for "" or "{SERVICE_NAME}"')
+        ready = (await self.service.readiness()).ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+
+async def start(service: Service, port: int, *, token: str | None, protect_predict: bool,
+                max_message_bytes: int) -> grpc.aio.Server:
+    """Serve V2 and health over gRPC on `port` (all interfaces, shared by the workers) from this worker's loop."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1),
+                                      ("grpc.max_receive_message_length", max_message_bytes)])
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, token, protect_predict), server)
+    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(service), server)
+    server.add_insecure_port(f"[::]:{port}")
+    await server.start()
+    logger.info("V2 gRPC served on port %d", port)
+    return server
