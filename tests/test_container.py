@@ -67,14 +67,15 @@ def database() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture()
-def container(image: str, database: dict[str, str], docker_env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """The image running on the host network with the dedicated database; its id and HTTP port. Removed after."""
-    port = harness.free_port()
+def container(image: str, database: dict[str, str], docker_env: dict[str, str]) -> Iterator[tuple[str, int, int]]:
+    """The image running on the host network with the dedicated database; its id, HTTP and gRPC ports. Removed
+    after."""
+    port, grpc_port = harness.free_port(), harness.free_port()
     settings = [f"--env={name}={value}" for name, value in database.items()]
     container_id = harness.run(["docker", "run", "--detach", "--network=host", f"--env=BENTOML_PORT={port}",
-                                *settings, image], env=docker_env).strip()
+                                f"--env=DRYBEANS_GRPC_PORT={grpc_port}", *settings, image], env=docker_env).strip()
     try:
-        yield container_id, port
+        yield container_id, port, grpc_port
     finally:
         logs = subprocess.run(["docker", "logs", "--tail=40", container_id], env=docker_env, capture_output=True,
                               text=True, timeout=30, check=False)
@@ -125,9 +126,10 @@ def test_image_holds_no_credentials(image: str, docker_env: dict[str, str]) -> N
     assert env_files == ""
 
 
-def test_container_predicts_and_records_the_prediction(container: tuple[str, int], database: dict[str, str]) -> None:
+def test_container_predicts_and_records_the_prediction(container: tuple[str, int, int],
+                                                       database: dict[str, str]) -> None:
     """The tutorial's request answers DERMASON and leaves one row named DERMASON in the database."""
-    container_id, port = container
+    container_id, port, _ = container
     harness.wait_until(lambda: is_ready(port), READY_TIMEOUT_SECONDS, f"/readyz of container {container_id[:12]}")
     response = httpx.post(f"http://127.0.0.1:{port}/predict", json=harness.TUTORIAL_REQUEST, timeout=30)
     assert response.status_code == 200, response.text
@@ -137,11 +139,27 @@ def test_container_predicts_and_records_the_prediction(container: tuple[str, int
         assert cursor.fetchall() == (("DERMASON",),)
 
 
-def test_container_stops_on_sigterm(container: tuple[str, int], docker_env: dict[str, str]) -> None:
+def test_container_stops_on_sigterm(container: tuple[str, int, int], docker_env: dict[str, str]) -> None:
     """`docker stop` ends the service within its grace period, not by SIGKILL."""
-    container_id, port = container
+    container_id, port, _ = container
     harness.wait_until(lambda: is_ready(port), READY_TIMEOUT_SECONDS, f"/readyz of container {container_id[:12]}")
     harness.run(["docker", "stop", "--time=20", container_id], env=docker_env, timeout=60)
     state = json.loads(harness.run(["docker", "inspect", "--format={{json .State}}", container_id], env=docker_env))
     assert state["Running"] is False
     assert state["ExitCode"] != 137, "the service ignored SIGTERM and was killed"
+
+
+def test_image_serves_v2_over_grpc(image: str, container: tuple[str, int, int], docker_env: dict[str, str]) -> None:
+    """The image turns gRPC on (port 3002, exposed) and the container answers gRPC health checks."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    config = inspect(image, docker_env)["Config"]
+    assert isinstance(config, dict)
+    assert "DRYBEANS_GRPC_PORT=3002" in config["Env"]
+    assert "3002/tcp" in config["ExposedPorts"]
+    container_id, port, grpc_port = container
+    harness.wait_until(lambda: is_ready(port), READY_TIMEOUT_SECONDS, f"/readyz of container {container_id[:12]}")
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
