@@ -64,6 +64,9 @@ class Settings(BaseSettings):
                                         "this fast, between live writes, so that live requests keep their latency.")
     shutdown_drain_seconds: float = Field(20.0, ge=0, description="On shutdown, after the last request, how long "
                                           "to keep replaying the spool into the database.")
+    feedback_wait_seconds: float = Field(86_400.0, ge=0, description="How long a spooled feedback report naming a "
+                                         "prediction not recorded yet (spooled on another pod, say) waits for it; "
+                                         "then it is set aside as a dead letter (`python -m db.deadletter`).")
 
     # Serving
     reuse_port: bool = Field(True, description="Each worker listens on a socket of its own (SO_REUSEPORT, Linux), "

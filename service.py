@@ -108,7 +108,8 @@ class DryBeans:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.database = DatabaseProbe(create_db_engine(settings, pooled=False), timeout=2)
         self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir, settings.spool_max_bytes),
-                                        replay_rows_per_second=settings.replay_rows_per_second)
+                                        replay_rows_per_second=settings.replay_rows_per_second,
+                                        feedback_wait_seconds=settings.feedback_wait_seconds)
         self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
         self.drain_seconds = settings.shutdown_drain_seconds
         if settings.metrics_port is not None:
@@ -190,12 +191,19 @@ class DryBeans:
         return self.writer.alive
 
     def __metrics__(self, exposition: str) -> str:
-        """BentoML's metrics, the spool depth (shared by all workers, so read at scrape time), and the drift and
-        live-accuracy gauges (computed in the background)."""
+        """BentoML's metrics, the spool's depth, dead letters and waiting feedback (shared by all workers, so read at
+        scrape time), and the drift and live-accuracy gauges (computed in the background)."""
         return exposition + monitoring_gauges() + (
             "# HELP drybeans_spool_depth Records (predictions and feedback) waiting on local disk for the database.\n"
             "# TYPE drybeans_spool_depth gauge\n"
             f"drybeans_spool_depth {self.writer.spool.depth()}\n"
+            "# HELP drybeans_dead_letters Records the database refused (or feedback whose prediction never came), "
+            "set aside on local disk for an operator: python -m db.deadletter replay.\n"
+            "# TYPE drybeans_dead_letters gauge\n"
+            f"drybeans_dead_letters {self.writer.spool.dead_letters.count()}\n"
+            "# HELP drybeans_feedback_waiting Spooled feedback records waiting for their prediction to be recorded.\n"
+            "# TYPE drybeans_feedback_waiting gauge\n"
+            f"drybeans_feedback_waiting {self.writer.spool.held()}\n"
         )
 
     def metrics_exposition(self) -> str:

@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.pool import NullPool
 
 from config import Settings
 
 MIGRATION_CONNECT_TIMEOUT_SECONDS = 10
+# SQLAlchemy's names for MySQL and MariaDB servers: `mysql+pymysql://` and `mariadb+pymysql://` reach the same
+# servers through the same driver, and get the same protections.
+MYSQL_FAMILY = frozenset({"mysql", "mariadb"})
+
+
+def is_mysql_family(dialect: Dialect | URL) -> bool:
+    """Whether a dialect (or a URL) speaks to a MySQL or MariaDB server, whichever name the URL gave it."""
+    return (dialect.get_backend_name() if isinstance(dialect, URL) else dialect.name) in MYSQL_FAMILY
 
 
 def create_db_engine(settings: Settings, *, bounded: bool = True, pooled: bool = True) -> Engine:
@@ -25,7 +33,7 @@ def create_db_engine(settings: Settings, *, bounded: bool = True, pooled: bool =
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "mysql":
+    if is_mysql_family(url):
         # UTC sessions, so TIMESTAMP columns read back as written.
         connect_args = {"init_command": "SET time_zone = '+00:00'",
                         "connect_timeout": MIGRATION_CONNECT_TIMEOUT_SECONDS}
@@ -37,7 +45,7 @@ def create_db_engine(settings: Settings, *, bounded: bool = True, pooled: bool =
          "pool_timeout": settings.db_timeout_seconds, "pool_recycle": settings.pool_recycle_seconds}
         if pooled else {"poolclass": NullPool})
     engine = create_engine(url, pool_pre_ping=pooled, connect_args=connect_args, **pool_args)
-    if bounded and url.get_backend_name() == "mysql":
+    if bounded and is_mysql_family(url):
         _limit_statement_time(engine, settings.db_timeout_seconds)
     return engine
 

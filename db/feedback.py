@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Table, func, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
 
 from db.models import Feedback, Prediction
+from db.refusals import is_duplicate
 
 FEEDBACK: Table = Feedback.__table__  # type: ignore[assignment]
 FeedbackKey = int | tuple[str, int]  # a record id, or the (request_id, bean_index) the client named it by
@@ -104,19 +106,23 @@ def insert_feedback(connection: Connection, records: Sequence[FeedbackRecord], *
     """Insert records in one multi-row statement, each under the id of the prediction it names.
 
     `skip_existing` makes the write idempotent (a replay after an outage): a record already reported keeps its
-    first variety. Without it, a second report of a record raises IntegrityError.
+    first variety. Only a duplicate is left out: any other refusal fails the statement, as does a duplicate
+    committed meanwhile by another worker (the writer inserts again). Without it, a second report of a record
+    raises IntegrityError.
     """
     ids = resolve(connection, records)
     rows = [{"record_id": ids[record.key], "variety": record.variety, "reported_at": record.reported_at,
              "request_id": record.request_id, "bean_index": record.bean_index}
             for record in records if record.key in ids]
-    inserted = 0
+    unknown = [record for record in records if record.key not in ids]
+    if not rows:
+        return FeedbackInsert(0, unknown)
+    if skip_existing:  # left out before (the service's user may not UPDATE): only duplicates are skipped
+        known = _stored_varieties(connection, {row["record_id"] for row in rows})  # type: ignore[misc]
+        rows = [row for row in rows if row["record_id"] not in known]
     if rows:
-        statement = insert(FEEDBACK)
-        if skip_existing:
-            statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
-        inserted = connection.execute(statement, rows).rowcount
-    return FeedbackInsert(inserted, [record for record in records if record.key not in ids])
+        connection.execute(insert(FEEDBACK), rows)
+    return FeedbackInsert(len(rows), unknown)
 
 
 def report_feedback(connection: Connection, records: Sequence[FeedbackRecord]) -> FeedbackReceipt | None:
@@ -142,9 +148,13 @@ def report_feedback(connection: Connection, records: Sequence[FeedbackRecord]) -
     if conflicts:
         raise ConflictingFeedback(conflicts)
     new = [record for id_, record in first.items() if id_ not in stored]
-    # INSERT IGNORE: another worker may be reporting the same records right now; if it got in first, start over.
-    if new and insert_feedback(connection, new, skip_existing=True).inserted != len(new):
-        return None
+    if new:
+        try:
+            insert_feedback(connection, new)
+        except IntegrityError as error:  # another worker reported the same record meanwhile: start over
+            if is_duplicate(error):
+                return None
+            raise
     return FeedbackReceipt(recorded=len(new), already_known=len(stored))
 
 

@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from config import get_settings
-from db.engine import create_db_engine
+from db.engine import create_db_engine, is_mysql_family
 from db.models import Feedback, Prediction
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -63,7 +63,7 @@ def upgrade(engine: Engine) -> str | None:
 @contextmanager
 def _exclusive(engine: Engine) -> Iterator[None]:
     """Hold a lock that serialises migrations across processes sharing the database."""
-    if engine.dialect.name == "mysql":
+    if is_mysql_family(engine.dialect):
         with engine.connect() as connection:
             if connection.scalar(text("SELECT GET_LOCK(:name, :timeout)"),
                                  {"name": LOCK_NAME, "timeout": LOCK_TIMEOUT_SECONDS}) != 1:
@@ -96,7 +96,7 @@ def main() -> int:
     engine = create_db_engine(settings, bounded=False)  # altering a large table may take minutes
     before = upgrade(engine)
     print(f"schema at {current_revision(engine)} (was {before or 'unversioned'}) on {engine.url!r}")
-    if settings.app_db_user and engine.dialect.name == "mysql":
+    if settings.app_db_user and is_mysql_family(engine.dialect):
         grant_app_user(engine, settings.app_db_user)
         print(f"granted SELECT, INSERT on {', '.join(APP_TABLES)} to {settings.app_db_user}")
     engine.dispose()

@@ -6,9 +6,16 @@ replaying only the top directory, would never mistake them for predictions). Rep
 prediction before any feedback, since a report may name a bean that is itself still spooled.
 
 Each worker appends to its own file of each kind, holding an exclusive lock on it while it is open; a file whose
-lock can be taken is no one's (its worker replayed it, stopped, or was killed), so any worker may replay it.
+lock can be taken is no one's (its worker replayed it, stopped, or was killed), so any worker may replay it. A
+file is created under a name no replay looks at, locked, and only then published by a rename (and the directory
+fsynced): no replay can take it between its creation and its lock.
 Replays are idempotent: a prediction carries its (request_id, bean_index) key and a feedback record names its
 bean, and the inserts skip what is already stored, so a record is stored once however often it is replayed.
+
+Every line read back is checked (db/codec.py): one that is not a whole record of this version (torn by a crash,
+another feature count) is set aside as a dead letter with the reason (db/deadletter.py), never blocks the rest.
+A feedback report whose prediction is not recorded yet (it may wait in another pod's spool) is held in
+`feedback/held/`, looked at again now and then, until its prediction arrives or the wait runs out.
 
 The spool is bounded: an append that would take it over `max_bytes`, or that the disk refuses, is undone and
 raises `SpoolFull` (an OSError), so that no acknowledged record is ever glued to a torn one.
@@ -18,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -26,17 +32,29 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import IO, Generic, TypeVar
 
+from db.codec import (
+    HeldFeedback,
+    InvalidRecord,
+    decode_feedback,
+    decode_held,
+    decode_prediction,
+    encode_feedback,
+    encode_held,
+    encode_prediction,
+)
+from db.deadletter import DeadLetter, DeadLetters, Kind, fsync_directory
 from db.feedback import FeedbackRecord
 from db.store import PredictionRecord
 
 logger = logging.getLogger(__name__)
 MIN_FREE_BYTES = 64 << 10  # the disk must keep this much free for the spool to count as having room
 FEEDBACK_DIRECTORY = "feedback"
+HELD_DIRECTORY = "held"  # beneath FEEDBACK_DIRECTORY
+DEAD_LETTER_DIRECTORY = "deadletter"
 R = TypeVar("R")
 
 
@@ -62,20 +80,27 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.max_bytes = max_bytes
-        self._predictions = _Journal(directory, _decode_prediction)
-        self._feedback = _Journal(directory / FEEDBACK_DIRECTORY, _decode_feedback)
+        self.dead_letters = DeadLetters(directory / DEAD_LETTER_DIRECTORY)
+        self._predictions = _Journal(directory, decode_prediction, "prediction", self.dead_letters)
+        self._feedback = _Journal(directory / FEEDBACK_DIRECTORY, decode_feedback, "feedback", self.dead_letters)
+        self._held = _Journal(directory / FEEDBACK_DIRECTORY / HELD_DIRECTORY, decode_held, "feedback",
+                              self.dead_letters)
 
     def append(self, records: Sequence[PredictionRecord]) -> None:
         """Write predictions durably (written and fsynced) before anyone is told they are spooled."""
-        self._append(self._predictions, [_encode_prediction(record) for record in records])
+        self._append(self._predictions, [encode_prediction(record) for record in records])
 
     def append_feedback(self, records: Sequence[FeedbackRecord]) -> None:
         """Write feedback records durably, as `append` does predictions."""
-        self._append(self._feedback, [_encode_feedback(record) for record in records])
+        self._append(self._feedback, [encode_feedback(record) for record in records])
+
+    def hold_feedback(self, held: Sequence[HeldFeedback]) -> None:
+        """Keep reports whose prediction is not recorded yet, durably, to be looked at again (`replay`)."""
+        self._append(self._held, [encode_held(report) for report in held])
 
     def size(self) -> int:
-        """Bytes in the spool, across all workers and both kinds."""
-        return self._predictions.size() + self._feedback.size()
+        """Bytes in the spool, across all workers and kinds."""
+        return self._predictions.size() + self._feedback.size() + self._held.size()
 
     def has_room(self) -> bool:
         """Whether an append of a typical request would fit: under the limit, disk not full, directory writable."""
@@ -87,18 +112,23 @@ class Spool:
                 and os.access(self.directory, os.W_OK | os.X_OK))
 
     def depth(self) -> int:
-        """How many records (predictions and feedback) wait in the spool, across all workers."""
-        return self._predictions.depth() + self._feedback.depth()
+        """How many records (predictions and feedback, held reports too) wait in the spool, across all workers."""
+        return self._predictions.depth() + self._feedback.depth() + self._held.depth()
+
+    def held(self) -> int:
+        """How many feedback records wait for their prediction, across all workers."""
+        return self._held.depth()
 
     def pending(self) -> bool:
         """Whether any spool file exists."""
-        return self._predictions.pending() or self._feedback.pending()
+        return self._predictions.pending() or self._feedback.pending() or self._held.pending()
 
     def replay(self, store: Callable[[list[PredictionRecord]], None],
                store_feedback: Callable[[list[FeedbackRecord]], None], *, chunk: int = 5_000,
-               max_rows: int | None = None) -> int:
+               max_rows: int | None = None, store_held: Callable[[list[HeldFeedback]], None] | None = None) -> int:
         """Hand unowned spooled records to `store` and `store_feedback` (both idempotent) in chunks, deleting each
-        file once stored; feedback only once no spooled prediction is left, in any worker's file.
+        file once stored; feedback only once no spooled prediction is left, in any worker's file; then, if given,
+        held reports to `store_held` (which may hold them again: those wait for the next call).
 
         Stops after about `max_rows` records (all when None), keeping its place for the next call; stops at the
         first failure of a store, keeping what is left (the file is replayed from its start next time).
@@ -106,15 +136,20 @@ class Spool:
         replayed = self._predictions.replay(store, chunk, max_rows)
         if self._predictions.pending():  # more to come, or in a live worker's file: it replays them itself
             return replayed
-        return replayed + self._feedback.replay(store_feedback, chunk,
-                                                None if max_rows is None else max_rows - replayed)
+        replayed += self._feedback.replay(store_feedback, chunk, None if max_rows is None else max_rows - replayed)
+        if store_held is None or self._feedback.pending():
+            return replayed
+        return replayed + self._held.replay(store_held, chunk, None if max_rows is None else max_rows - replayed)
 
     def release(self) -> None:
         """Close (and unlock) this worker's files, so that any worker can replay them. Never raises."""
         self._predictions.release()
         self._feedback.release()
+        self._held.release()
 
     def _append(self, journal: _Journal[R], lines: list[str]) -> None:
+        if not lines:
+            return
         data = "".join(line + "\n" for line in lines).encode()
         if self.size() + len(data) > self.max_bytes:
             raise SpoolFull(f"the spool in {self.directory} would grow over its limit of {self.max_bytes} bytes")
@@ -129,9 +164,11 @@ class Spool:
 class _Journal(Generic[R]):
     """The files of one kind of record in one directory (created on the first append)."""
 
-    def __init__(self, directory: Path, decode: Callable[[str], R]) -> None:
+    def __init__(self, directory: Path, decode: Callable[[str], R], kind: Kind, dead_letters: DeadLetters) -> None:
         self.directory = directory
         self._decode = decode
+        self._kind = kind
+        self._dead_letters = dead_letters
         self._own: int | None = None  # this worker's file descriptor, opened on the first append
         self._replaying: _Cursor | None = None
         self._counted: dict[Path, tuple[int, int]] = {}  # path -> (bytes counted, lines in them)
@@ -213,11 +250,21 @@ class _Journal(Generic[R]):
             self._own = None
 
     def _own_file(self) -> int:
+        """This worker's file: created under a name replays ignore, locked, then published by a rename."""
         if self._own is None:
-            self.directory.mkdir(exist_ok=True)
-            path = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-            own = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(own, fcntl.LOCK_EX)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            creating = self.directory / f".{name}.creating"
+            own = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(own, fcntl.LOCK_EX)
+                os.rename(creating, self.directory / f"{name}.jsonl")
+                fsync_directory(self.directory)  # the file's name survives a crash as its records do
+            except OSError:
+                os.close(own)
+                with suppress(OSError):
+                    creating.unlink()
+                raise
             self._own = own
         return self._own
 
@@ -251,9 +298,11 @@ class _Journal(Generic[R]):
         for line in cursor.file:
             try:
                 yield self._decode(line)
-            except (ValueError, TypeError, KeyError):
-                # Only a write cut short by a crash leaves a torn line, and its request was never answered.
-                logger.warning("%s: skipping a torn spool line", cursor.path)
+            except InvalidRecord as invalid:
+                # A write cut short by a crash (its request never answered), or a line of another version: set
+                # aside (durably, before the file can be deleted) with the reason, and the rest goes on.
+                logger.warning("%s: set a spool line aside as a dead letter: %s", cursor.path, invalid)
+                self._dead_letters.add([DeadLetter(self._kind, line.rstrip("\n"), f"spool line: {invalid}")])
 
     def _stop_replaying(self) -> None:
         if self._replaying is not None:
@@ -270,28 +319,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _encode_prediction(record: PredictionRecord) -> str:
-    return json.dumps([record.request_id, record.bean_index, record.name, record.model_tag,
-                       record.created_at.isoformat(), record.features], separators=(",", ":"))
-
-
-def _decode_prediction(line: str) -> PredictionRecord:
-    request_id, index, name, model_tag, created_at, features = json.loads(line)
-    # Typed as the writer formats them into SQL: an int, strings the driver escapes, finite floats.
-    return PredictionRecord(str(request_id), int(index), str(name), str(model_tag), datetime.fromisoformat(created_at),
-                            tuple(float(value) for value in features))
-
-
-def _encode_feedback(record: FeedbackRecord) -> str:
-    return json.dumps({"variety": record.variety, "reported_at": record.reported_at.isoformat(),
-                       "record_id": record.record_id, "request_id": record.request_id,
-                       "bean_index": record.bean_index}, separators=(",", ":"))
-
-
-def _decode_feedback(line: str) -> FeedbackRecord:
-    fields = json.loads(line)
-    return FeedbackRecord(fields["variety"], datetime.fromisoformat(fields["reported_at"]),
-                          record_id=fields["record_id"], request_id=fields["request_id"],
-                          bean_index=fields["bean_index"])

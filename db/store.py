@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
+from db.engine import is_mysql_family
 from db.models import FEATURE_COLUMNS, Prediction
 
 PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]  # Core inserts: no ORM bookkeeping per row
@@ -46,21 +47,24 @@ def insert_predictions(connection: Connection, records: Sequence[PredictionRecor
                        skip_existing: bool = False) -> None:
     """Insert records in multi-row statements.
 
-    `skip_existing` makes the write idempotent (a replay after an outage): records whose key is already
-    stored are left as they are.
+    `skip_existing` makes the write idempotent (a replay after an outage): records whose key is already stored
+    are left out (one SELECT first; the service's user may not UPDATE, so no ON DUPLICATE KEY UPDATE). Only those
+    are: a row the database refuses for any other reason (a CHECK, a trigger, a value out of range) fails the
+    statement, never vanishes as it did under INSERT IGNORE. A duplicate committed meanwhile by another worker
+    fails it too (the writer inserts again).
     """
+    if skip_existing and records:
+        stored = stored_ids(connection, {record.request_id for record in records})
+        records = [record for record in records if record.key not in stored]
     if not records:
         return
-    if connection.dialect.name == "mysql" and connection.dialect.driver == "pymysql":
-        _insert_as_literals(connection, records, skip_existing=skip_existing)
+    if is_mysql_family(connection.dialect) and connection.dialect.driver == "pymysql":
+        _insert_as_literals(connection, records)
         return
-    statement = insert(PREDICTIONS)
-    if skip_existing:
-        statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
-    connection.execute(statement, [record.as_row() for record in records])
+    connection.execute(insert(PREDICTIONS), [record.as_row() for record in records])
 
 
-def _insert_as_literals(connection: Connection, records: Sequence[PredictionRecord], *, skip_existing: bool) -> None:
+def _insert_as_literals(connection: Connection, records: Sequence[PredictionRecord]) -> None:
     """MySQL and MariaDB through PyMySQL: the statements' text is built here rather than by the driver.
 
     PyMySQL escapes every one of a 10,000-bean request's 210,000 values in Python, which took longer than the
@@ -70,8 +74,7 @@ def _insert_as_literals(connection: Connection, records: Sequence[PredictionReco
     """
     escape = functools.cache(connection.connection.driver_connection.escape)  # type: ignore[union-attr]
     # Not injectable: fixed names, strings escaped by the driver, an int (`:d` refuses anything else), floats.
-    columns, insert = ", ".join(ROW_COLUMNS), "INSERT IGNORE" if skip_existing else "INSERT"
-    head = f"{insert} INTO {PREDICTIONS.name} ({columns}) VALUES "
+    head = f"INSERT INTO {PREDICTIONS.name} ({', '.join(ROW_COLUMNS)}) VALUES "  # noqa: S608  (fixed names)
     values = [f"({escape(r.request_id)},{r.bean_index:d},{escape(r.name)},{escape(r.model_tag)},"
               f"{escape(r.created_at)},{features})" for r, features in zip(records, _feature_literals(records),
                                                                             strict=True)]

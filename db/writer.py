@@ -3,6 +3,11 @@
 Predictions and feedback reports take the same path. When the database fails, records go to the durable spool
 instead, and the writer replays the spool once the database answers again. Each request learns whether its
 records were committed or spooled.
+
+When the database answers but refuses some rows (db/refusals.py), the round is halved until each refused request
+stands alone: the rest is committed at once, the refused records are set aside as dead letters (db/deadletter.py)
+and their request is answered `spooled`, as they are kept durably. Replays do the same, so that no record blocks
+the spool behind it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.codec import HeldFeedback
+from db.deadletter import NO_PREDICTION
+from db.engine import is_mysql_family
 from db.feedback import (
     ConflictingFeedback,
     FeedbackReceipt,
@@ -29,6 +38,7 @@ from db.feedback import (
     insert_feedback,
     report_feedback,
 )
+from db.refusals import Refused, commit_isolating, is_refusal
 from db.spool import Spool
 from db.store import PredictionRecord, RecordKey, insert_predictions, stored_ids
 
@@ -39,11 +49,13 @@ FIRST_RETRY_SECONDS = 2.0  # after a failure, writes go straight to the spool th
 MAX_RETRY_SECONDS = 16.0
 FAST_FAILURE_SECONDS = 1.0  # a failure this quick is a dead connection: worth one retry on a fresh one
 MAX_NAMED = 20  # feedback keys named in a log line
+HELD_RECHECK_SECONDS = 5.0  # how often held feedback (its prediction not recorded yet) is looked at again
 # A round of at least this many predictions is inserted in two halves on two connections at once, on SQLAlchemy's
 # MySQL dialect (MySQL and MariaDB servers): both take concurrent writers (MariaDB inserts on two cores), and there
 # a replay's INSERT IGNORE skips a half already committed. SQLite has one writer.
 SPLIT_ROWS = 4_000
 T = TypeVar("T")
+G = TypeVar("G")
 
 
 class WriteFailed(Exception):
@@ -125,12 +137,15 @@ class GroupCommitWriter:
     it runs (its death is a liveness failure).
     """
 
-    def __init__(self, engine: Engine, spool: Spool, *, replay_rows_per_second: int = 20_000) -> None:
+    def __init__(self, engine: Engine, spool: Spool, *, replay_rows_per_second: int = 20_000,
+                 feedback_wait_seconds: float = 86_400.0) -> None:
         self._engine = engine
         self.spool = spool
         self._replay_interval = REPLAY_CHUNK_ROWS / replay_rows_per_second
+        self._feedback_wait = timedelta(seconds=feedback_wait_seconds)
+        self._next_held = 0.0
         self._line = _Line(engine)
-        self._split = engine.dialect.name == "mysql"
+        self._split = is_mysql_family(engine.dialect)
         self._second_line = _Line(engine)
         self._helper = ThreadPoolExecutor(1, thread_name_prefix="prediction-writer-helper")
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -247,27 +262,71 @@ class GroupCommitWriter:
     def _store_predictions(self, batch: list[_Predictions]) -> list[Outcome]:
         records = [record for pending in batch for record in pending.records]
         wanted = {p.records[0].request_id for p in batch if p.want_ids}
-        ids = self._commit_or_spool(lambda: self._insert(records, wanted),
-                                    lambda: self.spool.append(records), f"{len(records)} prediction(s)")
-        if ids is None:
-            return [WriteResult("spooled")] * len(batch)
-        return [WriteResult("committed", {r.key: ids[r.key] for r in pending.records} if pending.want_ids else {})
-                for pending in batch]
+
+        def commit() -> list[Outcome]:
+            ids = self._insert(records, wanted)
+            return [_committed(pending, ids) for pending in batch]
+
+        def isolate(refusal: SQLAlchemyError) -> list[Outcome]:
+            del refusal  # of the plain INSERT: isolation inserts skipping duplicates (a half of a split round)
+            results = commit_isolating(batch, self._insert_requests)
+            refused = {id(p) for p, result in zip(batch, results, strict=True) if isinstance(result, Refused)}
+            ids = self._line.transaction(lambda c: stored_ids(c, {p.records[0].request_id for p in batch
+                                                                  if p.want_ids and id(p) not in refused}))
+            return [self._set_aside(pending.records, result.reason, self.spool.dead_letters.add_predictions)
+                    if isinstance(result, Refused) else _committed(pending, ids)
+                    for pending, result in zip(batch, results, strict=True)]
+
+        outcomes = self._commit_or_spool(commit, lambda: self.spool.append(records), f"{len(records)} prediction(s)",
+                                         isolate)
+        return [WriteResult("spooled")] * len(batch) if outcomes is None else outcomes
+
+    def _insert_requests(self, batch: Sequence[_Predictions]) -> list[None]:
+        """Commit some requests' records together, skipping any already stored (a half of a split round)."""
+        records = [record for pending in batch for record in pending.records]
+        self._line.transaction(lambda c: insert_predictions(c, records, skip_existing=True))
+        return [None] * len(batch)
 
     def _store_reports(self, batch: list[_Report]) -> list[Outcome]:
         """Check and commit each report, or spool them all unchecked when the database fails."""
         records = [record for pending in batch for record in pending.records]
+
+        def isolate(refusal: SQLAlchemyError) -> list[Outcome]:
+            results = commit_isolating(batch, self._commit_reports, refusal)
+            return [self._set_aside(pending.records, result.reason, self.spool.dead_letters.add_feedback)
+                    if isinstance(result, Refused) else result for pending, result in zip(batch, results, strict=True)]
+
         outcomes = self._commit_or_spool(lambda: self._commit_reports(batch),
                                          lambda: self.spool.append_feedback(records),
-                                         f"{len(records)} feedback record(s)")
+                                         f"{len(records)} feedback record(s)", isolate)
         return [WriteResult("spooled")] * len(batch) if outcomes is None else outcomes
 
-    def _commit_or_spool(self, commit: Callable[[], T], append: Callable[[], None], what: str) -> T | None:
+    @staticmethod
+    def _set_aside(records: list[G], why: str, add: Callable[[list[G], str], None]) -> Outcome:
+        """Set a refused request's records aside as dead letters: `spooled`, as they are kept durably."""
+        logger.error("the database refused %d record(s) of one request, set aside as dead letters: %s",
+                     len(records), why)
+        try:
+            add(records, why)
+        except OSError as exc:
+            logger.error("could not set refused records aside: %s", exc.strerror or exc)
+            return WriteFailed(exc.strerror or str(exc))
+        return WriteResult("spooled")
+
+    def _commit_or_spool(self, commit: Callable[[], T], append: Callable[[], None], what: str,
+                         isolate: Callable[[SQLAlchemyError], T]) -> T | None:
         """`commit()` while the database is taken to be up; on its failure, or while it is down, `append()` to the
-        spool. What `commit` returned, or None when spooled; WriteFailed when the spool cannot take it either."""
+        spool. When the database refuses some of the rows, `isolate(refusal)` commits the others and sets the
+        refused ones aside. What `commit` (or `isolate`) returned, or None when spooled; WriteFailed when the spool
+        cannot take it either."""
         if time.monotonic() >= self._database_down_until:
             try:
-                committed = commit()
+                try:
+                    committed = commit()
+                except SQLAlchemyError as exc:
+                    if not is_refusal(exc):
+                        raise
+                    committed = isolate(exc)
             except SQLAlchemyError as exc:
                 self._database_failed()
                 logger.warning("database write failed, spooling %s: %s", what, _one_line(exc))
@@ -281,7 +340,7 @@ class GroupCommitWriter:
             raise WriteFailed(exc.strerror or str(exc)) from exc
         return None
 
-    def _commit_reports(self, batch: list[_Report]) -> list[Outcome]:
+    def _commit_reports(self, batch: Sequence[_Report]) -> list[Outcome]:
         """The reports in one transaction, each checked against those before it. A report that a concurrent one
         (another worker's) raced is checked again in a new transaction, and refused if raced twice."""
         raced: set[int] = set()
@@ -321,9 +380,13 @@ class GroupCommitWriter:
         self._next_replay = started + FIRST_RETRY_SECONDS  # an empty spool is looked at once per period
         if not self.spool.pending():
             return 0
+        held_due = started >= self._next_held
+        if held_due:
+            self._next_held = started + HELD_RECHECK_SECONDS
         try:
             replayed = self.spool.replay(self._replay_predictions, self._replay_feedback,
-                                         chunk=REPLAY_CHUNK_ROWS, max_rows=max_rows)
+                                         chunk=REPLAY_CHUNK_ROWS, max_rows=max_rows,
+                                         store_held=self._replay_held if held_due else None)
         except SQLAlchemyError as exc:
             self._database_failed()
             logger.warning("spool replay deferred, the database still fails: %s", _one_line(exc))
@@ -337,18 +400,73 @@ class GroupCommitWriter:
         return replayed
 
     def _replay_predictions(self, records: list[PredictionRecord]) -> None:
-        self._line.transaction(lambda connection: insert_predictions(connection, records, skip_existing=True))
+        """Store spooled predictions (skipping those stored); a request the database refuses is set aside."""
+        self._commit_setting_aside(
+            _by_request(records),
+            lambda part: self._line.transaction(lambda c: insert_predictions(c, part, skip_existing=True)),
+            self.spool.dead_letters.add_predictions)
 
     def _replay_feedback(self, records: list[FeedbackRecord]) -> None:
-        """Store spooled reports unchecked: a record already reported keeps its first variety, and a report naming
-        no recorded prediction (every spooled prediction is replayed before) is dropped, with a warning."""
-        done = self._line.transaction(lambda connection: insert_feedback(connection, records, skip_existing=True))
-        if done.unknown:
-            logger.warning("dropped %d spooled feedback record(s) naming no recorded prediction: %s",
-                           len(done.unknown), _keys(done.unknown))
-        if kept := len(records) - len(done.unknown) - done.inserted:
-            logger.info("%d spooled feedback record(s) named beans already reported: their first variety stays",
-                        kept)
+        """Store spooled reports unchecked: a record already reported keeps its first variety. A report naming a
+        prediction not recorded yet (by request_id and bean_index: it may be spooled on another pod) is held to be
+        looked at again; one naming an unknown record id (ids are given to committed predictions only) is set
+        aside as a dead letter."""
+        unknown = self._store_feedback(records)
+        by_id = [record for record in unknown if record.record_id is not None]
+        if by_id:
+            logger.warning("set aside %d spooled feedback record(s) naming no recorded prediction: %s",
+                           len(by_id), _keys(by_id))
+            self.spool.dead_letters.add_feedback(by_id, f"{NO_PREDICTION} (record id)")
+        if waiting := [record for record in unknown if record.record_id is None]:
+            logger.info("%d spooled feedback record(s) wait for their prediction (spooled elsewhere?): %s",
+                        len(waiting), _keys(waiting))
+            self._hold([HeldFeedback(record, _utc_now()) for record in waiting])
+
+    def _replay_held(self, held: list[HeldFeedback]) -> None:
+        """Store held reports whose prediction is recorded now; hold the others again, or set them aside once
+        they have waited longer than the configured wait."""
+        unknown = {id(record) for record in self._store_feedback([report.record for report in held])}
+        self._hold([report for report in held if id(report.record) in unknown])
+
+    def _hold(self, held: list[HeldFeedback]) -> None:
+        expired = _utc_now() - self._feedback_wait
+        if late := [report.record for report in held if report.since <= expired]:
+            logger.warning("set aside %d feedback record(s) naming no recorded prediction after waiting %.0f s: %s",
+                           len(late), self._feedback_wait.total_seconds(), _keys(late))
+            self.spool.dead_letters.add_feedback(
+                late, f"{NO_PREDICTION} after waiting {self._feedback_wait.total_seconds():.0f} s")
+        self.spool.hold_feedback([report for report in held if report.since > expired])
+
+    def _store_feedback(self, records: list[FeedbackRecord]) -> list[FeedbackRecord]:
+        """Insert feedback records, skipping those already reported; a record the database refuses is set aside.
+        The records naming no recorded prediction (not written)."""
+        unknown: list[FeedbackRecord] = []
+
+        def insert(part: list[FeedbackRecord]) -> None:
+            unknown.extend(self._line.transaction(lambda c: insert_feedback(c, part, skip_existing=True)).unknown)
+
+        self._commit_setting_aside([[record] for record in records], insert, self.spool.dead_letters.add_feedback)
+        return unknown
+
+    @staticmethod
+    def _commit_setting_aside(groups: list[list[G]], store: Callable[[list[G]], None],
+                              set_aside: Callable[[list[G], str], None]) -> None:
+        """`store` the groups' records; if the database refuses some, store the rest and set each refused group
+        aside (durably, before the spool lets go of it). Outages are raised."""
+        def commit(part: Sequence[list[G]]) -> list[None]:
+            store([record for group in part for record in group])
+            return [None] * len(part)
+
+        try:
+            commit(groups)
+        except SQLAlchemyError as exc:
+            if not is_refusal(exc):
+                raise
+            for group, result in zip(groups, commit_isolating(groups, commit, exc), strict=True):
+                if isinstance(result, Refused):
+                    logger.error("the database refused %d spooled record(s), set aside as dead letters: %s",
+                                 len(group), result.reason)
+                    set_aside(group, result.reason)
 
     def _drain(self, seconds: float) -> None:
         """On close: replay as much of the spool as the database takes in `seconds`, then let go of it."""
@@ -383,7 +501,9 @@ class _Line:
                     self._connection = self._engine.connect()
                 with self._connection.begin():
                     return work(self._connection)
-            except SQLAlchemyError:
+            except SQLAlchemyError as exc:
+                if is_refusal(exc):  # the server answered: the connection is sound, and a retry would be refused
+                    raise
                 self.disconnect()
                 # A slow failure is a timeout: the database is frozen or far away, and a retry would double
                 # the wait of every request in the batch.
@@ -408,7 +528,26 @@ def _insert_and_read_ids(connection: Connection, records: list[PredictionRecord]
     return stored_ids(connection, wanted) if wanted else {}
 
 
-def _check_and_insert(connection: Connection, batch: list[_Report], given_up: set[int]) -> list[Outcome]:
+def _committed(pending: _Predictions, ids: dict[RecordKey, int]) -> WriteResult:
+    return WriteResult("committed", {r.key: ids[r.key] for r in pending.records} if pending.want_ids else {})
+
+
+def _by_request(records: list[PredictionRecord]) -> list[list[PredictionRecord]]:
+    """Consecutive records of one request, together: a request is stored whole or set aside whole."""
+    groups: list[list[PredictionRecord]] = []
+    for record in records:
+        if groups and groups[-1][0].request_id == record.request_id:
+            groups[-1].append(record)
+        else:
+            groups.append([record])
+    return groups
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _check_and_insert(connection: Connection, batch: Sequence[_Report], given_up: set[int]) -> list[Outcome]:
     """Each report checked and stored all or nothing, in order; raises _Raced when a concurrent one got in first."""
     outcomes: list[Outcome] = []
     for index, pending in enumerate(batch):

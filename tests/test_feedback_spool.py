@@ -4,6 +4,7 @@ is back, after the predictions they may name, and counted by /v1/quality exactly
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from db.deadletter import NO_PREDICTION, DeadLetters
 from schemas import EXAMPLE_BEAN
 from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, bentoml_serve
 from tests.tcp_proxy import tcp_proxy
@@ -55,7 +57,7 @@ def test_feedback_reported_while_the_database_is_down_is_spooled_then_stored_onc
              {"request_id": committed["request_id"], "bean_index": 1, "variety": "CALI"}],
             [{"request_id": spooled["request_id"], "bean_index": 0, "variety": "HOROZ"}],
             [{"record_id": first, "variety": "BOMBAY"}],  # a contradiction: the first report stays
-            [{"record_id": UNKNOWN_RECORD, "variety": "SEKER"}],  # dropped at replay, with a warning
+            [{"record_id": UNKNOWN_RECORD, "variety": "SEKER"}],  # set aside at replay, with a warning
         )]
         assert [answer.status_code for answer in answers] == [202] * 4, [answer.text for answer in answers]
         assert answers[0].json() == {"stored": "spooled", "recorded": None, "already_known": None}
@@ -72,3 +74,53 @@ def test_feedback_reported_while_the_database_is_down_is_spooled_then_stored_onc
     assert _feedback(mysql_db) == sorted([(first, "SIRA"), (second, "CALI"), (late, "HOROZ")])
     assert quality["labelled"] == 3 and quality["accuracy"]["count"] == 3
     assert "naming no recorded prediction" in log and str(UNKNOWN_RECORD) in log
+
+
+def test_feedback_spooled_on_one_pod_waits_for_its_prediction_spooled_on_another(
+        trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path: Path) -> None:
+    """Issue #19, case 10: pod A replays a report naming a prediction still in pod B's spool; it was dropped
+    ("naming no recorded prediction") after a 202. Now it waits (held, `drybeans_feedback_waiting`) until B's
+    spool is replayed; a report whose prediction never comes is set aside as a dead letter after the wait."""
+    host, port = MYSQL_ADMIN_URL.host or "127.0.0.1", MYSQL_ADMIN_URL.port or 3306
+    for pod in ("a", "b"):
+        (tmp_path / pod).mkdir()
+    with tcp_proxy(host, port) as proxy_a, tcp_proxy(host, port) as proxy_b, \
+            bentoml_serve({**mysql_db.env, "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(proxy_a.port),
+                           "DRYBEANS_FEEDBACK_WAIT_SECONDS": "20"}, tmp_path / "a") as pod_a, \
+            bentoml_serve({**mysql_db.env, "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(proxy_b.port)},
+                          tmp_path / "b") as pod_b, pod_a.client() as http_a, pod_b.client() as http_b:
+        proxy_b.cut()
+        on_b = _classify(http_b, 1)
+        assert on_b["stored"] == "spooled"
+        proxy_a.cut()
+        reports = [http_a.post("/v1/feedback", json={"items": [item]}) for item in (
+            {"request_id": on_b["request_id"], "bean_index": 0, "variety": "SEKER"},
+            {"request_id": "f" * 32, "bean_index": 0, "variety": "CALI"})]  # a prediction that never comes
+        assert [report.status_code for report in reports] == [202, 202]
+        proxy_a.restore()
+        deadline = time.monotonic() + 30
+        while _metric(http_a, "drybeans_feedback_waiting") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        waiting = _metric(http_a, "drybeans_feedback_waiting")
+        proxy_b.restore()
+        wait_until_drained(pod_b, timeout=60)
+        late = _record_id(mysql_db, on_b["request_id"], 0)
+        deadline = time.monotonic() + 30
+        while (late, "SEKER") not in _feedback(mysql_db) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stored = _feedback(mysql_db)
+        wait_until_drained(pod_a, timeout=60)  # the other report waits out its 20 s, then is set aside
+        dead_letters = _metric(http_a, "drybeans_dead_letters")
+        log = pod_a.output()
+    assert waiting == 2
+    assert (late, "SEKER") in stored
+    assert dead_letters == 1 and "f" * 32 in log and "after waiting 20 s" in log
+    [letter] = DeadLetters(tmp_path / "a" / "spool" / "deadletter").letters()
+    assert '"variety":"CALI"' in letter.line and letter.reason == f"{NO_PREDICTION} after waiting 20 s"
+
+
+def _metric(http: httpx.Client, name: str) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from config import Settings
 from db import revision
+from db.engine import create_db_engine, is_mysql_family
 from db.migrate import head_revision, upgrade
 from tests.servers import ROOT, MySQLDatabase, make_tutorial_era
 
@@ -62,14 +65,28 @@ def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) 
         ("drybeans", ["id"])]
 
 
-def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQLDatabase) -> None:
+@pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql"])
+def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQLDatabase, scheme: str) -> None:
+    """The migration lock holds on either name of a MySQL-family URL (issue #19, case 11)."""
     with mysql_db.engine().begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS feedback"))  # its foreign key names drybeans
         connection.execute(text("DROP TABLE IF EXISTS drybeans"))
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    env = {**os.environ, **mysql_db.env}
+    env = {**os.environ, "DATABASE_URL": mysql_db.url.set(drivername=scheme).render_as_string(False)}
     runs = [subprocess.Popen([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outcomes = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outcomes
     assert sum("(was unversioned)" in out for out, _ in outcomes) == 1
+
+
+@pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql"])
+def test_every_mysql_family_url_gets_utc_sessions_and_timeouts(mysql_db: MySQLDatabase, scheme: str) -> None:
+    settings = Settings(DATABASE_URL=mysql_db.url.set(drivername=scheme).render_as_string(False),
+                        db_timeout_seconds=3)
+    engine = create_db_engine(settings)
+    with engine.connect() as connection:
+        zone, limit = connection.execute(text("SELECT @@session.time_zone, @@session.max_statement_time")).one()
+    engine.dispose()
+    assert (zone, float(limit)) == ("+00:00", 3.0)
+    assert engine.dialect.name == scheme.split("+")[0] and is_mysql_family(engine.dialect)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 import db.writer
 from db.base import Base
+from db.deadletter import NO_PREDICTION
 from db.feedback import (
     ConflictingFeedback,
     FeedbackReceipt,
@@ -59,13 +60,21 @@ async def _write_concurrently(engine: Engine, spool: Spool, requests: int,
     return ids, commits
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+# Both names SQLAlchemy gives MySQL-family servers (issue #19, case 11): each gets every protection.
+MYSQL_SCHEMES = ["mysql+pymysql", "mariadb+pymysql"]
+
+
+def mysql_engine(database: MySQLDatabase, scheme: str) -> Engine:
+    """An engine on the test database, through the URL scheme given."""
+    return create_engine(database.url.set(drivername=scheme))
+
+
+@pytest.fixture(params=["sqlite", *MYSQL_SCHEMES])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path}/w.sqlite3")
     else:
-        database: MySQLDatabase = request.getfixturevalue("mysql_db")
-        engine = database.engine()
+        engine = mysql_engine(request.getfixturevalue("mysql_db"), request.param)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     yield engine
@@ -160,8 +169,10 @@ def test_replaying_records_is_idempotent(engine: Engine) -> None:
         assert session.scalar(select(func.count()).select_from(Prediction)) == 5
 
 
-def test_a_connection_the_server_dropped_is_replaced_without_spooling(mysql_db: MySQLDatabase, tmp_path: Path) -> None:
-    engine = mysql_db.engine()
+@pytest.mark.parametrize("scheme", MYSQL_SCHEMES)
+def test_a_connection_the_server_dropped_is_replaced_without_spooling(mysql_db: MySQLDatabase, tmp_path: Path,
+                                                                      scheme: str) -> None:
+    engine = mysql_engine(mysql_db, scheme)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     spool = Spool(tmp_path / "spool")
@@ -194,8 +205,10 @@ def _statements_by_connection(engine: Engine) -> dict[int, list[str]]:
 
 
 @pytest.mark.mysql
-def test_a_large_round_is_inserted_in_halves_on_two_connections(mysql_db: MySQLDatabase, tmp_path: Path) -> None:
-    engine = mysql_db.engine()
+@pytest.mark.parametrize("scheme", MYSQL_SCHEMES)
+def test_a_large_round_is_inserted_in_halves_on_two_connections(mysql_db: MySQLDatabase, tmp_path: Path,
+                                                                scheme: str) -> None:
+    engine = mysql_engine(mysql_db, scheme)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     records = _records("large", db.writer.SPLIT_ROWS + 1)
@@ -211,9 +224,12 @@ def test_a_large_round_is_inserted_in_halves_on_two_connections(mysql_db: MySQLD
 
 
 @pytest.mark.mysql
-def test_a_large_round_half_committed_is_spooled_and_completed_exactly_once(mysql_db: MySQLDatabase,
-                                                                            tmp_path: Path) -> None:
-    engine = mysql_db.engine()
+@pytest.mark.parametrize("scheme", MYSQL_SCHEMES)
+def test_a_large_round_half_committed_is_completed_exactly_once(mysql_db: MySQLDatabase, tmp_path: Path,
+                                                                scheme: str) -> None:
+    """One half's INSERT meets a duplicate key: a refusal of that statement, not an outage; the round is inserted
+    again skipping duplicates, and committed whole (case 11: on mariadb:// it used to wedge on the duplicate)."""
+    engine = mysql_engine(mysql_db, scheme)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     records = _records("halves", db.writer.SPLIT_ROWS)
@@ -226,16 +242,18 @@ def test_a_large_round_half_committed_is_spooled_and_completed_exactly_once(mysq
         await _wait_until_drained(spool)
         return result
 
-    assert _with_writer(engine, spool, write_and_wait).status == "spooled"
+    assert _with_writer(engine, spool, write_and_wait).status == "committed"
+    assert spool.dead_letters.count() == 0
     with Session(engine) as session:
         indexes = session.scalars(select(Prediction.bean_index).where(Prediction.request_id == "halves")).all()
     assert sorted(indexes) == list(range(len(records)))
 
 
-def _with_writer(engine: Engine, spool: Spool, scenario: Callable[[GroupCommitWriter], Awaitable[T]]) -> T:
+def _with_writer(engine: Engine, spool: Spool, scenario: Callable[[GroupCommitWriter], Awaitable[T]],
+                 **settings: Any) -> T:
     """Run `scenario` against a writer, closed (and so drained) afterwards."""
     async def run() -> T:
-        writer = GroupCommitWriter(engine, spool)
+        writer = GroupCommitWriter(engine, spool, **settings)
         try:
             return await scenario(writer)
         finally:
@@ -294,18 +312,21 @@ def test_feedback_the_database_refuses_is_spooled_then_replayed_after_its_predic
                    await writer.write(_records("early", 2)),
                    await writer.write_feedback(_report("CALI", "early", 0)),  # a conflict: the first one stays
                    await writer.write_feedback(_report("CALI", "early", 1)),
-                   await writer.write_feedback(_report("SIRA", "nobody", 0))]  # dropped at replay
+                   await writer.write_feedback(_report("SIRA", "nobody", 0))]  # set aside at replay
         assert spool.depth() == 6
         Base.metadata.create_all(engine)
         await _wait_until_drained(spool)
         return results
 
     with caplog.at_level(logging.WARNING, logger="db.writer"):
-        results = _with_writer(engine, spool, scenario)
+        results = _with_writer(engine, spool, scenario, feedback_wait_seconds=0)  # no waiting for "nobody"
     assert {result.status for result in results} == {"spooled"} and all(r.receipt is None for r in results)
     assert _feedback_rows(engine) == [("early", 0, "SIRA"), ("early", 1, "CALI")]
     assert any("naming no recorded prediction" in r.message and "nobody" in r.message for r in caplog.records)
-    assert not list((tmp_path / "spool").rglob("*.jsonl"))
+    [letter] = spool.dead_letters.letters()
+    assert letter.kind == "feedback" and '"request_id":"nobody"' in letter.line
+    assert letter.reason.startswith(NO_PREDICTION)
+    assert spool.depth() == 0 and not spool.pending()
 
 
 def test_spooled_feedback_is_drained_at_close(engine: Engine, tmp_path: Path) -> None:
