@@ -2,9 +2,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The benchmark's MLServer 1.7 (scenario v2) runs from a virtualenv of its own, as its dependencies conflict with
+# ours: the harness creates it with pip on first use (mlserver and mlserver-sklearn 1.7.1, uvloop<0.22, our
+# scikit-learn). Point this at a ready one to skip that.
+MLSERVER_VENV ?= .venv-mlserver
+BENCH_ARGS ?=
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: serve model test lint audit bench clean
+.PHONY: serve model test lint audit bench bench-v2 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +40,15 @@ lint: $(VENV)/.installed
 audit: $(VENV)/.installed
 	VENV=$(VENV) bash tests/audit.sh
 
-## bench: the benchmark harness (needs wrk and MariaDB; see README), results in tests/benchmarks/results/
+## bench: the benchmark harness (needs wrk and MariaDB; see README), results in tests/benchmarks/results/;
+##        options in BENCH_ARGS, e.g. make bench BENCH_ARGS="--runs 1 --duration 5"
 bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
-	$(BIN)/python -m tests.benchmarks.run
+	$(BIN)/python -m tests.benchmarks.run --mlserver-venv $(MLSERVER_VENV) $(BENCH_ARGS)
+
+## bench-v2: issue #20's V2 comparison alone: ours and MLServer 1.7 over REST JSON, REST binary and gRPC
+bench-v2: override BENCH_ARGS += --scenarios v2
+bench-v2: bench
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) outputs .pytest_cache .ruff_cache .mypy_cache

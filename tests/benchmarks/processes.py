@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -47,9 +48,12 @@ class WorkerMemory:
 
 @contextmanager
 def running_server(name: str, command: list[str], *, cwd: Path, env: dict[str, str], probe: str,
-                   log_dir: Path, ready_timeout: float) -> Iterator[RunningServer]:
-    """Start `command` (with `{port}` filled in), wait until GET `probe` answers 200, stop it and its workers after."""
-    port = free_port()
+                   log_dir: Path, ready_timeout: float, port: int | None = None) -> Iterator[RunningServer]:
+    """Start `command` (with `{port}` filled in), wait until GET `probe` answers 200, stop it and its workers after.
+
+    `port` is the HTTP port the server listens on (default: a free one), for servers configured by file.
+    """
+    port = port or free_port()
     log = log_dir / f"{name}-{port}.log"
     argv = [part.format(port=port) for part in command]
     started = time.perf_counter()
@@ -190,6 +194,13 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
     return total / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """User plus system CPU time of this process and of its children that have exited and been waited for (the
+    load generators it ran)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def finish_bounded(process: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float,

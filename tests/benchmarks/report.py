@@ -12,8 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-OURS, MINIMAL, TUTORIAL = "drybeans", "minimal BentoML", "tutorial Flask"
+OURS, MINIMAL, TUTORIAL, MLSERVER = "drybeans", "minimal BentoML", "tutorial Flask", "MLServer 1.7"
 ONE_BEAN = "one bean @32"
+# The V2 scenarios (issue #20), run on ours and on MLServer: one bean at 32 concurrent requests, 10,000 beans one at
+# a time, over each transport.
+V2_JSON, V2_BINARY, V2_GRPC = "V2 REST JSON", "V2 REST binary", "V2 gRPC"
+V2_ONE, V2_LARGE = "one bean @32", "10,000 beans"
 BALANCED_SHARE = 0.35  # each worker's least share of the server's CPU under load
 
 
@@ -35,7 +39,8 @@ class Scenario:
     rows_stored: int
     server_cpu_cores: float
     database_cpu_cores: float
-    other_cpu_cores: float  # the rest of the machine: the load generator, and anything else running (noise)
+    client_cpu_cores: float  # the load generator: wrk, the gRPC driver processes, or the harness's own requests
+    other_cpu_cores: float  # the rest of the machine: anything else running (noise)
     worker_cpu_cores: tuple[float, ...]  # each BentoML worker's share of server_cpu_cores
 
     @property
@@ -77,6 +82,7 @@ class Results:
     cold_start_seconds: dict[str, float] = field(default_factory=dict)
     memory_mib: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     profile: dict[str, object] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # what could not be measured, and checks beside the load
     image_mb: float | None = None
 
     def find(self, server: str, name: str, *, store: bool) -> Scenario | None:
@@ -142,7 +148,39 @@ def ratios(results: Results) -> dict[str, float | None]:
         "ours(store:true) / tutorial(store:false)": _ratio(ours, tutorial),
         "server CPU per request: ours(store:true) / minimal": _cpu_ratio(ours, minimal),
         "server CPU per request: ours(store:true) / tutorial(store:false)": _cpu_ratio(ours, tutorial),
+        **v2_ratios(results),
     }
+
+
+def v2_name(transport: str, size: str) -> str:
+    """A V2 scenario's name, e.g. "V2 gRPC, one bean @32"."""
+    return f"{transport}, {size}"
+
+
+def v2_ratios(results: Results) -> dict[str, float | None]:
+    """The V2 scenarios side by side, in 2xx answers (beans) per second: ours store:false against MLServer (which
+    records nothing) over each transport, binary against JSON, and what recording every bean costs."""
+    found: dict[str, float | None] = {}
+    for size in (V2_ONE, V2_LARGE):
+        for transport in (V2_JSON, V2_BINARY, V2_GRPC):
+            name = v2_name(transport, size)
+            found[f"{name}: ours(store:false) / {MLSERVER}"] = _beans_ratio(
+                results.find(OURS, name, store=False), results.find(MLSERVER, name, store=False))
+        for transport in (V2_BINARY, V2_GRPC):
+            found[f"{size}: ours {transport} / ours {V2_JSON} (store:false)"] = _beans_ratio(
+                results.find(OURS, v2_name(transport, size), store=False),
+                results.find(OURS, v2_name(V2_JSON, size), store=False))
+        for transport in (V2_JSON, V2_BINARY, V2_GRPC):
+            name = v2_name(transport, size)
+            found[f"{name}: ours store:true / store:false"] = _beans_ratio(
+                results.find(OURS, name, store=True), results.find(OURS, name, store=False))
+    return found
+
+
+def _beans_ratio(numerator: Scenario | None, denominator: Scenario | None) -> float | None:
+    if numerator is None or denominator is None or not denominator.beans_per_second:
+        return None
+    return numerator.beans_per_second / denominator.beans_per_second
 
 
 def _ratio(numerator: Scenario | None, denominator: Scenario | None) -> float | None:
@@ -184,6 +222,12 @@ def targets(results: Results) -> list[Target]:
         _below("training (train.py, wall) < 5 s", training if isinstance(training, float) else None, 5, " s"),
         _below("cold start (launch to /readyz 200) < 4 s", results.cold_start_seconds.get(OURS), 4, " s"),
         _below("image < 600 MB", results.image_mb, 600, " MB"),
+        _at_least(f"V2 REST JSON one bean @32, store:false ≥ 2.5x {MLSERVER}",
+                  found[f"{v2_name(V2_JSON, V2_ONE)}: ours(store:false) / {MLSERVER}"], 2.5, "x"),
+        _at_least(f"V2 gRPC one bean @32, store:false ≥ 2.0x {MLSERVER} gRPC",
+                  found[f"{v2_name(V2_GRPC, V2_ONE)}: ours(store:false) / {MLSERVER}"], 2.0, "x"),
+        _at_least("V2 10,000 beans, REST binary ≥ 2.0x our REST JSON (store:false)",
+                  found[f"{V2_LARGE}: ours {V2_BINARY} / ours {V2_JSON} (store:false)"], 2.0, "x"),
     ]
 
 
@@ -235,9 +279,10 @@ def to_markdown(results: Results, title: str = "Benchmark results") -> str:
     lines += [f"- {key}: {value}" for key, value in results.header.items()]
     lines += [f"- settings: {', '.join(f'{k} {v}' for k, v in results.settings.items())}", ""]
     lines += ["## Load", "", "| server | scenario | store | requests | req/s | beans/s | p50 ms | p99 ms | errors "
-              "| rows stored / expected | CPU cores: server (per worker) | DB | rest of machine "
+              "| rows stored / expected | CPU cores: server (per worker) | DB | load generator | rest of machine "
               "| least busy worker's share | server CPU ms per request |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+              "| ---: |"]
     lines += [_scenario_row(scenario) for scenario in results.scenarios]
     lines += ["", "## Training, start, memory", "", "| measure | value |", "| --- | --- |"]
     lines += [f"| {name} | {_cell(value)} |" for name, value in results.training.items()]
@@ -247,6 +292,9 @@ def to_markdown(results: Results, title: str = "Benchmark results") -> str:
               for server, workers in results.memory_mib.items() for index, worker in enumerate(workers, start=1)]
     if results.image_mb is not None:
         lines.append(f"| image size | {results.image_mb:,.0f} MB |")
+    if results.notes:
+        lines += ["", "## Notes", "", "| about | note |", "| --- | --- |"]
+        lines += [f"| {about} | {note} |" for about, note in results.notes.items()]
     lines += ["", "## Ratios (same run)", "",
               "| ratio | value |", "| --- | ---: |"]
     lines += [f"| {name} | {'not measured' if value is None else f'{value:.2f}x'} |"
@@ -260,7 +308,7 @@ def _scenario_row(s: Scenario) -> str:
     rows = f"{s.rows_stored:,} / {s.rows_expected:,}"
     return (f"| {s.server} | {s.name} | {str(s.store).lower()} | {s.requests:,} | {s.requests_per_second:,.0f} "
             f"| {s.beans_per_second:,.0f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.errors:,} | {rows} "
-            f"| {_cores(s)} | {s.database_cpu_cores:.2f} | {s.other_cpu_cores:.2f} "
+            f"| {_cores(s)} | {s.database_cpu_cores:.2f} | {s.client_cpu_cores:.2f} | {s.other_cpu_cores:.2f} "
             f"| {_share(s.least_worker_share)} | {s.cpu_ms_per_request:.2f} |")
 
 
@@ -293,4 +341,4 @@ def to_json(results: Results) -> dict[str, object]:
             "training": results.training, "cold_start_seconds": results.cold_start_seconds,
             "memory_mib": results.memory_mib, "ratios": ratios(results),
             "image_mb": results.image_mb, "targets": [asdict(t) for t in targets(results)],
-            "profile": results.profile}
+            "profile": results.profile, "notes": results.notes}

@@ -1,12 +1,15 @@
 """The benchmark harness (issue "Performance"): our service against MySQL, beside the tutorial and a minimal service.
 
-    .venv/bin/python -m tests.benchmarks.run [--runs 3] [--duration 10] [--scenarios ours minimal tutorial profile]
-                                             [--image drybeans:latest]
+    .venv/bin/python -m tests.benchmarks.run [--runs 3] [--duration 10]
+                                             [--scenarios ours minimal tutorial profile v2]
+                                             [--image drybeans:latest] [--mlserver-venv .venv-mlserver]
 
 Each run trains a model into a throwaway BentoML home, then starts each server in turn (never two at once) against
 its own throwaway MariaDB database, warms it up, and drives it with wrk (small requests, 32 connections) and httpx
-(large requests, one at a time). A target counts only when every run meets it: results/results.md opens with each
-target's figure in every run and their median, followed by each run's full report; results.json holds the same.
+(large requests, one at a time). Scenario v2 (issue #20) serves the run's model from ours (gRPC on) and from
+MLServer 1.7 (v2_peers.py) in turn, and sends both the same V2 requests over REST JSON, REST binary and gRPC
+(grpc_load.py). A target counts only when every run meets it: results/results.md opens with each target's figure in
+every run and their median, followed by each run's full report; results.json holds the same.
 """
 
 from __future__ import annotations
@@ -22,40 +25,52 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import grpc
+import httpx
 import numpy as np
 import sklearn
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from data.readers import read_dataset
-from tests.benchmarks import load, processes, pyspy
+from tests.benchmarks import grpc_load, load, processes, pyspy, v2_bodies, v2_peers
 from tests.benchmarks.report import (
     MINIMAL,
+    MLSERVER,
     ONE_BEAN,
     OURS,
     TUTORIAL,
+    V2_BINARY,
+    V2_GRPC,
+    V2_JSON,
+    V2_LARGE,
+    V2_ONE,
     Results,
     Scenario,
     machine_header,
     summary,
     summary_markdown,
+    v2_name,
 )
 from tests.benchmarks.report import to_json as results_json
 from tests.benchmarks.report import to_markdown as results_markdown
-from tests.servers import BENTOML, MySQLDatabase, mysql_database
+from tests.servers import BENTOML, MySQLDatabase, free_port, mysql_database
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TUTORIAL_APP = HERE / "tutorial_app"
 DEFAULT_DATA = Path(os.environ.get("DRYBEAN_DATA") or ROOT.parent / "shared" / "data" / "Dry_Bean_Dataset.csv")
-SCENARIOS = ("ours", "minimal", "tutorial", "profile")
+SCENARIOS = ("ours", "minimal", "tutorial", "profile", "v2")
 BATCH_SIZES = (1_000, 10_000)
+V2_LARGE_BEANS = 10_000
+# The gRPC load as wrk's: one call in flight per connection (channel), the connections split over 2 driver processes.
+GRPC_PROCESSES, GRPC_IN_FLIGHT = 2, 1
 READY_TIMEOUT_SECONDS = 120
 TRAIN_TIMEOUT_SECONDS = 600
 TUTORIAL_FIT_TIMEOUT_SECONDS = 1800
@@ -75,6 +90,7 @@ class Options:
     scenarios: tuple[str, ...]
     data: Path
     image: str | None
+    mlserver_venv: Path
 
 
 @dataclass
@@ -99,18 +115,24 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="ours: one bean, 1,000 and 10,000 beans, cold start, memory; minimal and tutorial: "
                              "the baselines; profile: py-spy on one of our workers under store:true load "
-                             "(default: all). Training always runs: it makes the model the servers load.")
+                             "(default: all); v2: ours and MLServer 1.7 over V2 REST JSON, REST binary and gRPC. "
+                             "Training always runs: it makes the model the servers load.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"dataset CSV (default: {DEFAULT_DATA})")
     parser.add_argument("--image", help="also report this Docker image's size (e.g. drybeans:latest)")
+    parser.add_argument("--mlserver-venv", type=Path, default=v2_peers.DEFAULT_VENV,
+                        help="the virtualenv MLServer runs from, for v2; created with pip when missing "
+                             "(default: $DRYBEANS_BENCH_MLSERVER_VENV, else .venv-mlserver)")
     args = parser.parse_args(argv)
     return Options(args.runs, args.duration, args.warmup, args.connections, args.batch_requests,
-                   tuple(args.scenarios), args.data, args.image)
+                   tuple(args.scenarios), args.data, args.image, args.mlserver_venv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected scenarios `runs` times, print the report and write it under results/."""
     options = parse_args(argv)
     load.wrk_path()  # fail before any work when wrk is missing
+    if "v2" in options.scenarios:
+        v2_peers.mlserver_venv(options.mlserver_venv)  # likewise when MLServer cannot be installed
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that `finally` blocks stop servers and drop databases
     RESULTS.mkdir(exist_ok=True)
     runs = []
@@ -137,6 +159,8 @@ def run_once(options: Options) -> Results:
             bench_minimal(bench)
         if "tutorial" in options.scenarios:
             bench_tutorial(bench)
+        if "v2" in options.scenarios:
+            bench_v2(bench, Path(scratch))
         if options.image:
             bench.results.image_mb = image_megabytes(options.image)
     return bench.results
@@ -225,12 +249,135 @@ def bench_tutorial(bench: Bench) -> None:
             engine.dispose()
 
 
+@dataclass(frozen=True)
+class V2Server:
+    """A server under the V2 scenarios: its name in the report, its REST server, its gRPC address."""
+
+    name: str
+    rest: processes.RunningServer
+    grpc_target: str
+
+
+def bench_v2(bench: Bench, scratch: Path) -> None:
+    """Issue #20: ours (store:false, and store:true beside it) then MLServer 1.7, the same V2 requests to each."""
+    versions = v2_peers.mlserver_venv(bench.options.mlserver_venv)
+    channels = max(1, bench.options.connections // (GRPC_PROCESSES * GRPC_IN_FLIGHT))
+    bench.results.settings["gRPC load"] = (f"{GRPC_PROCESSES} processes x {channels} channels x {GRPC_IN_FLIGHT} "
+                                           "calls in flight")
+    bench.results.settings[MLSERVER] = (", ".join(f"{name} {version}" for name, version in versions.items())
+                                        + f", {v2_peers.WORKERS} parallel workers; answers `predict` (ours: "
+                                        "label, scores, probabilities)")
+    large = sample_beans(bench.options.data, V2_LARGE_BEANS)
+    labels: dict[str, list[str]] = {}
+    grpc_port = free_port()
+    with mysql_database() as database:
+        migrate_schema(database)
+        with serve_bentoml(bench, OURS, ["serve"], database, {"DRYBEANS_GRPC_PORT": str(grpc_port)}) as server:
+            engine = database.engine()
+            try:
+                ours = V2Server(OURS, server, f"127.0.0.1:{grpc_port}")
+                measure_v2(bench, ours, large, stores=(False, True), engine=engine)
+                labels[OURS] = v2_labels(ours, large)
+            finally:
+                engine.dispose()
+    with v2_peers.running_mlserver(bench.options.mlserver_venv, bench.bentoml_home, scratch, log_dir=bench.logs,
+                                   ready_timeout=READY_TIMEOUT_SECONDS) as mlserver:
+        bench.results.cold_start_seconds[MLSERVER] = mlserver.rest.cold_start_seconds
+        peer = V2Server(MLSERVER, mlserver.rest, mlserver.grpc_target)
+        measure_v2(bench, peer, large, stores=(False,), engine=None)
+        labels[MLSERVER] = v2_labels(peer, large)
+    differing = sum(a != b for a, b in zip(labels[OURS], labels[MLSERVER], strict=True))
+    bench.results.notes[f"labels, {V2_LARGE_BEANS:,} beans"] = (
+        f"ours and {MLSERVER} differ on {differing:,} of {len(large):,} beans"
+        + (" (the same pipeline)" if not differing else " **(not the same model?)**"))
+
+
+def measure_v2(bench: Bench, server: V2Server, large: list[list[float]], *, stores: tuple[bool, ...],
+               engine: Engine | None) -> None:
+    """Warm up, then one bean @connections and `large` one request at a time, over each transport and `store`."""
+    load.run_wrk(server.rest.url + v2_bodies.REST_PATH, v2_bodies.json_body([load.EXAMPLE_BEAN], store=False),
+                 connections=bench.options.connections, seconds=bench.options.warmup)
+    with suppress(grpc.RpcError):  # a refusal is reported by the gRPC scenario itself
+        grpc_load.run_sequential(server.grpc_target, v2_bodies.grpc_request([load.EXAMPLE_BEAN], store=False),
+                                 requests=100)
+    for rows in ([load.EXAMPLE_BEAN], large):
+        for store in stores:
+            for transport in (V2_JSON, V2_BINARY, V2_GRPC):
+                measure_v2_scenario(bench, server, transport, rows, store=store, engine=engine)
+
+
+def measure_v2_scenario(bench: Bench, server: V2Server, transport: str, rows: list[list[float]], *, store: bool,
+                        engine: Engine | None) -> None:
+    """One V2 scenario: one request first (a refusal is noted, not measured), then the load."""
+    one = len(rows) == 1
+    name = v2_name(transport, V2_ONE if one else V2_LARGE)
+    url, options = server.rest.url + v2_bodies.REST_PATH, bench.options
+    drive: Callable[[], load.LoadResult]
+    if transport == V2_GRPC:
+        request = v2_bodies.grpc_request(rows, store=store)
+        refusal = grpc_refusal(server.grpc_target, request)
+        channels = max(1, options.connections // (GRPC_PROCESSES * GRPC_IN_FLIGHT))
+
+        def drive() -> load.LoadResult:
+            if one:
+                return grpc_load.run_load(server.grpc_target, request, processes=GRPC_PROCESSES, channels=channels,
+                                          in_flight=GRPC_IN_FLIGHT, seconds=options.duration)
+            return grpc_load.run_sequential(server.grpc_target, request, requests=options.batch_requests)
+    else:
+        if transport == V2_JSON:
+            body: str | bytes = v2_bodies.json_body(rows, store=store)
+            headers = dict(load.JSON_HEADERS)
+        else:
+            binary = v2_bodies.binary_body(rows, store=store)
+            body, headers = binary.body, binary.headers
+        refusal = rest_refusal(url, body, headers)
+
+        def drive() -> load.LoadResult:
+            if one:
+                return load.run_wrk(url, body, connections=options.connections, seconds=options.duration,
+                                    headers=headers)
+            return load.run_sequential(url, body, requests=options.batch_requests, headers=headers)
+    if refusal:
+        print(f"  {server.name}: {name}, store {str(store).lower()}: refused, not measured ({refusal})", flush=True)
+        bench.results.notes[f"{server.name}, {name}, store {str(store).lower()}"] = f"not measured: refused ({refusal})"
+        return
+    record_scenario(bench, server.rest, server.name, name, store, len(rows), options.connections if one else 1,
+                    engine, drive)
+
+
+def rest_refusal(url: str, body: str | bytes, headers: dict[str, str]) -> str | None:
+    """None when the server answers the request 2xx; otherwise its status and what it said."""
+    answer = httpx.post(url, content=body, headers=headers, timeout=120)
+    return None if answer.is_success else _one_line(f"HTTP {answer.status_code}: {answer.text[:300]}")
+
+
+def grpc_refusal(target: str, request: bytes) -> str | None:
+    """None when the server answers the call OK; otherwise its status and what it said."""
+    try:
+        grpc_load.call_once(target, request)
+    except grpc.RpcError as error:
+        return _one_line(f"{error.code().name}: {(error.details() or '')[:300]}")  # a call's error is a grpc.Call
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).replace("|", "/")
+
+
+def v2_labels(server: V2Server, rows: list[list[float]]) -> list[str]:
+    """The labels `server` answers for `rows` over V2 REST JSON."""
+    answer = httpx.post(server.rest.url + v2_bodies.REST_PATH, content=v2_bodies.json_body(rows, store=False),
+                        headers=load.JSON_HEADERS, timeout=120)
+    answer.raise_for_status()
+    return v2_bodies.json_labels(answer.json())
+
+
 @contextmanager
-def serve_bentoml(bench: Bench, name: str, arguments: list[str],
-                  database: MySQLDatabase | None) -> Iterator[processes.RunningServer]:
+def serve_bentoml(bench: Bench, name: str, arguments: list[str], database: MySQLDatabase | None,
+                  extra_env: dict[str, str] | None = None) -> Iterator[processes.RunningServer]:
     """`bentoml <arguments>` from the project root, on the run's model store and `database` (if any)."""
     env = {"BENTOML_HOME": str(bench.bentoml_home), "BENTOML_DO_NOT_TRACK": "true", "DATABASE_URL": "",
-           **(database.env if database else {})}
+           **(database.env if database else {}), **(extra_env or {})}
     command = [str(BENTOML), *arguments, "--host", "127.0.0.1", "--port", "{port}"]
     print(f"starting {name}", flush=True)
     with processes.running_server(name.split()[0], command, cwd=ROOT, env=env, probe="/readyz", log_dir=bench.logs,
@@ -302,16 +449,19 @@ def record_scenario(bench: Bench, server: processes.RunningServer, server_name: 
               **{str(pid): [pid] for pid in processes.worker_pids(server)}}
     cpu_before = {group: processes.cpu_seconds(pids) for group, pids in groups.items()}
     machine_before = processes.machine_busy_cpu_seconds()
+    client_before = processes.own_cpu_seconds()
     result = drive()
     cores = {group: (processes.cpu_seconds(pids) - cpu_before[group]) / result.seconds
              for group, pids in groups.items()}
     machine_cores = (processes.machine_busy_cpu_seconds() - machine_before) / result.seconds
+    client_cores = (processes.own_cpu_seconds() - client_before) / result.seconds
     rows = settled_row_count(engine) - rows_before
     bench.results.scenarios.append(Scenario(
         server=server_name, name=name, store=store, beans_per_request=beans, connections=connections,
         requests=result.requests, seconds=result.seconds, ok=result.ok, errors=result.errors, p50_ms=result.p50_ms,
         p99_ms=result.p99_ms, rows_stored=rows, server_cpu_cores=cores["server"], database_cpu_cores=cores["database"],
-        other_cpu_cores=machine_cores - cores["server"] - cores["database"],
+        client_cpu_cores=client_cores,
+        other_cpu_cores=machine_cores - cores["server"] - cores["database"] - client_cores,
         worker_cpu_cores=tuple(value for group, value in cores.items() if group not in ("server", "database"))))
 
 

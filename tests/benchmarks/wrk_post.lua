@@ -1,7 +1,18 @@
--- wrk script: POST the JSON body in $WRK_BODY, then print one JSON line of results for the harness.
+-- wrk script: POST the body in $WRK_BODY (or the bytes of the file $WRK_BODY_FILE, for binary bodies) with the
+-- headers in $WRK_HEADERS ("Name: value" lines; default a JSON Content-Type), then print one JSON line of results.
 wrk.method = "POST"
-wrk.body = os.getenv("WRK_BODY")
-wrk.headers["Content-Type"] = "application/json"
+local body_file = os.getenv("WRK_BODY_FILE")
+if body_file then
+  local file = assert(io.open(body_file, "rb"))
+  wrk.body = file:read("*a")
+  file:close()
+else
+  wrk.body = os.getenv("WRK_BODY")
+end
+for name, value in string.gmatch(os.getenv("WRK_HEADERS") or "Content-Type: application/json",
+                                 "([^:\n]+):%s*([^\n]*)") do
+  wrk.headers[name] = value
+end
 
 function done(summary, latency, requests)
   local errors = summary.errors
