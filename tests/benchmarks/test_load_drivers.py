@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from tests.benchmarks import grpc_load, load, v2_bodies
+from tests.support import require
 
 
 class Recorder:
@@ -26,7 +27,8 @@ class Recorder:
 
 @pytest.fixture
 def http_server() -> Iterator[tuple[str, Recorder]]:
-    """An HTTP/1.1 keep-alive server that records every POST and answers 200."""
+    """An HTTP/1.1 keep-alive server that records every POST and answers 200 (for wrk, which must be installed)."""
+    require(shutil.which("wrk") is not None, "wrk (apt-get install wrk)")
     recorder = Recorder()
 
     class Handler(BaseHTTPRequestHandler):
@@ -80,7 +82,6 @@ def grpc_server() -> Iterator[tuple[str, Recorder]]:
         server.stop(grace=None)
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_wrk_posts_the_binary_body_byte_for_byte_with_its_header(http_server: tuple[str, Recorder]) -> None:
     url, recorder = http_server
     binary = v2_bodies.binary_body([load.EXAMPLE_BEAN], store=False)
@@ -95,7 +96,6 @@ def test_wrk_posts_the_binary_body_byte_for_byte_with_its_header(http_server: tu
     assert all("content-type" not in headers for headers in recorder.headers)  # as tritonclient.http sends it
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_wrk_still_posts_json_with_its_content_type(http_server: tuple[str, Recorder]) -> None:
     url, recorder = http_server
     body = v2_bodies.json_body([load.EXAMPLE_BEAN], store=True)
