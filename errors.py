@@ -24,10 +24,14 @@ UNSUPPORTED_MEDIA_TYPE = "send the body as JSON, with Content-Type: application/
 TOO_MANY_BEANS = "{count} beans in one request; the limit is {limit}: split it into smaller requests"
 BODY_TOO_LARGE = "the request body is over {limit} bytes; split it into smaller requests"
 TOO_MANY_CONTAINERS = "the request body holds more than {limit} JSON arrays and objects; split it into smaller requests"
+TOO_MANY_VALUES = ("the request body holds more than {limit} JSON values (counted by their separating commas); "
+                   "split it into smaller requests")
+CONTENT_TYPE_REPEATED = "the request has {count} Content-Type headers: send one, Content-Type: application/json"
+SINCE_OUT_OF_RANGE = "since must lie between {first} and {last} (UTC)"
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
 STORE_UNAVAILABLE = ("the database is unavailable and the local spool cannot take the predictions ({reason}); "
                      "retry later, or send store: false")
-UNKNOWN_VARIETY = "unknown variety {name!r}; known: {known}"
+UNKNOWN_VARIETY = "unknown variety {name}; known: {known}"
 AUTHORIZATION_MISSING = "this path needs a token: send the header Authorization: Bearer <token>"
 AUTHORIZATION_REFUSED = "the token is not valid for this service"
 UNKNOWN_RECORDS = ("no recorded prediction for {records}; name beans by the record_id, or the request_id and "
@@ -44,8 +48,12 @@ MAX_SHOWN = 40  # characters of a client's value an error message repeats
 
 def shown(value: object) -> str:
     """A client's value as an error message names it: repr, cut to MAX_SHOWN characters (never echoed whole)."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+    return clipped(repr(value))
+
+
+def clipped(text: str, limit: int = MAX_SHOWN) -> str:
+    """Text from a client (JSON, a path, a field name) cut to `limit` characters, as `shown` cuts a value."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class ApiError(Exception):

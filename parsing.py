@@ -72,11 +72,13 @@ def _check_each_value(rows: list[Any]) -> None:
         for feature, value in zip(FEATURES, row, strict=True):
             if type(value) not in (int, float):
                 raise errors.InvalidInput(errors.NOT_A_NUMBER.format(row=number, feature=feature,
-                                                                     value=json.dumps(value)))
+                                                                     value=errors.clipped(json.dumps(value))))
             if not _is_finite(value):
-                raise errors.InvalidInput(errors.NOT_FINITE.format(row=number, feature=feature, value=value))
+                raise errors.InvalidInput(errors.NOT_FINITE.format(row=number, feature=feature,
+                                                                   value=errors.clipped(str(value))))
             if abs(value) > MAX_MAGNITUDE:
-                raise errors.InvalidInput(errors.OUT_OF_RANGE.format(row=number, feature=feature, value=value,
+                raise errors.InvalidInput(errors.OUT_OF_RANGE.format(row=number, feature=feature,
+                                                                     value=errors.clipped(str(value)),
                                                                      limit=MAX_MAGNITUDE))
 
 

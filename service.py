@@ -267,9 +267,11 @@ _settings = get_settings()
 # The decorators made DryBeans a bentoml Service, which the type checker cannot see. Outermost first.
 metrics.label_by_route(DryBeans)
 DryBeans.add_asgi_middleware(  # type: ignore[attr-defined]
-    # The largest legitimate structure: a V2 request of 16 named tensors, each nested [n, 1].
+    # The largest legitimate structure: a V2 request of 16 named tensors, each nested [n, 1]; the most values (commas):
+    # 16 per bean, plus a few per tensor (shape, keys, parameters).
     RequestGuard, max_body_bytes=_settings.max_body_bytes,
     max_json_containers=len(FEATURES) * (_settings.max_beans_per_request + 1) + 100,
+    max_json_values=len(FEATURES) * (_settings.max_beans_per_request + 1) + 1_000,
     json_paths=frozenset({"/predict", "/v1/classify", "/v1/feedback"}))
 if _settings.metrics_port is not None:
     DryBeans.add_asgi_middleware(metrics.MetricsElsewhere, port=_settings.metrics_port)  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from db import feedback as store
 from db.writer import GroupCommitWriter, WriteFailed
 from errors import error_response, logger
 from monitoring import live, metrics
-from monitoring.schemas import DriftReport, FeedbackItem, FeedbackRequest, FeedbackResponse, QualityReport
+from monitoring.schemas import DriftReport, FeedbackItem, FeedbackRequest, FeedbackResponse, QualityReport, Since
 
 MAX_NAMED = 20  # records named in an error message; the message counts the rest
 FEEDBACK_UNAVAILABLE = "the database is unavailable and the local spool cannot take the report ({reason}); retry later"
@@ -77,8 +77,8 @@ async def report_feedback(request: FeedbackRequest, response: Response) -> Feedb
 
 @router.get("/v1/quality", response_model=QualityReport)
 async def quality(
-    since: Annotated[datetime | None, Query(description="only beans predicted from then on (ISO 8601; UTC if no "
-                                                        "offset is given)")] = None,
+    since: Annotated[Since, Query(description="only beans predicted from then on (ISO 8601; UTC if no offset is "
+                                              "given; 1000-01-01 to 9999-12-31)")] = None,
     model: Annotated[str | None, Query(min_length=1, max_length=128, description="model tag; default: the "
                                                                                   "serving model")] = None,
 ) -> QualityReport | JSONResponse:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 import errors
 from data.schema import CLASSES
@@ -32,8 +32,29 @@ class FeedbackItem(BaseModel):
         if by_key and (self.request_id is None or self.bean_index is None):
             raise ValueError("request_id and bean_index go together")
         if self.variety not in CLASSES:
-            raise ValueError(errors.UNKNOWN_VARIETY.format(name=self.variety, known=", ".join(CLASSES)))
+            raise ValueError(errors.UNKNOWN_VARIETY.format(name=errors.shown(self.variety), known=", ".join(CLASSES)))
         return self
+
+
+FIRST_SINCE = datetime(1000, 1, 1, tzinfo=UTC)  # DATETIME's range in MariaDB and MySQL
+LAST_SINCE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _comparable(since: datetime | None) -> datetime | None:
+    """A `since` the database can compare with: within DATETIME's range once in UTC (naive: UTC already)."""
+    if since is None:
+        return None
+    try:
+        utc = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        utc = None
+    if utc is None or not FIRST_SINCE <= utc <= LAST_SINCE:
+        raise ValueError(errors.SINCE_OUT_OF_RANGE.format(first=f"{FIRST_SINCE:%Y-%m-%d}",
+                                                          last=f"{LAST_SINCE:%Y-%m-%dT%H:%M:%S}"))
+    return since
+
+
+Since = Annotated[datetime | None, AfterValidator(_comparable)]
 
 
 class FeedbackRequest(BaseModel):

@@ -3,12 +3,12 @@
 Every failure is `{"error": message, "code": ...}`: 400 for a malformed request (the spec's status), 404 for a
 model or version this server does not serve, 413 over the service's per-request bean limit (as its other
 endpoints), 415 for a body declared as something other than JSON. Tritonclient sends no Content-Type: a body
-without one is read as JSON.
+without one is read as JSON, unless it comes from a web page (the body guard refuses it when there is an `Origin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import bentoml
@@ -35,12 +35,13 @@ from protocol.schemas import (
     ServerMetadata,
     ServerReady,
 )
+from serving.guard import summarise
 
 SERVER_NAME = "drybeans"
 PLATFORM = "sklearn_pickle"  # "<project>_<format>", information only
 BINARY_HEADER = "inference-header-content-length"  # Triton's binary tensor extension
-UNKNOWN_MODEL = "unknown model {name!r}; this server serves {served!r}"
-UNKNOWN_VERSION = "model {name!r} has no version {version!r}; it has {served!r}"
+UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
+UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served!r}"
 BINARY_DATA = ("binary tensor data is not supported: send the tensors as JSON `data` "
                "(tritonclient: set_data_from_numpy(..., binary_data=False))")
 STORE_NOT_BOOLEAN = 'parameter "store" must be true or false'
@@ -117,9 +118,9 @@ def _model(name: str, version: str | None = None) -> tuple[Service, str, str]:
     service = _service()
     served_name, served_version = service.classifier.tag.split(":")
     if name != served_name:
-        raise ModelNotFound(UNKNOWN_MODEL.format(name=name, served=served_name))
+        raise ModelNotFound(UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
     if version is not None and version != served_version:
-        raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=version, served=served_version))
+        raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version), served=served_version))
     return service, served_name, served_version
 
 
@@ -194,15 +195,8 @@ async def infer(request: InferenceRequest, model_name: str, model_version: str |
                                        service.classifier.probabilities))
 
 
-def _summary(problems: Any) -> str:
-    """One line naming the first few validation problems: `inputs.0.shape: Field required`."""
-    parts = []
-    for problem in list(problems)[:3]:
-        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
-        message = str(problem.get("msg") or "invalid value")
-        if problem.get("type") == "json_invalid":
-            message = f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'cannot be parsed')})"
-            where = ""
-        parts.append(f"{where}: {message}" if where else message)
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return "; ".join(parts) + more
+def _summary(problems: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the first few validation problems, as the guard names them: `inputs.0.shape: Field
+    required`; a body that is not JSON is said so."""
+    return summarise([{"msg": f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'cannot be parsed')})"}
+                      if problem.get("type") == "json_invalid" else problem for problem in problems])

@@ -3,16 +3,23 @@ defines them."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from data.schema import FEATURES
 from schemas import EXAMPLE_ROW
 
+# Bounds on what a request may list, checked before any tensor is read: the model takes at most 16 inputs and has 3
+# outputs; a few more leave room for a client's extras, and the 17th is refused with a message naming it.
+MAX_INPUTS = len(FEATURES) + 4
+MAX_OUTPUTS = 8
+MAX_PARAMETERS = 16  # per request, per tensor
+MAX_DIMENSIONS = 8
+MAX_ID = 256  # characters: the id is sent back in the answer
 # "$parameter = $string : $string | $number | $boolean"; the server-specific ones this service reads are below.
 ParameterValue = StrictBool | StrictInt | StrictFloat | StrictStr
-Parameters = dict[str, ParameterValue]
+Parameters = Annotated[dict[str, ParameterValue], Field(max_length=MAX_PARAMETERS)]
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
                    "FP64", "BYTES"]
 STORE = "store"  # request parameter: false classifies without recording
@@ -77,7 +84,8 @@ class RequestInput(BaseModel):
 
     name: str = Field(description='"features" for one [n,16] tensor, or a feature name for a [n] (or [n,1]) '
                                   "tensor of that feature", examples=["features"])
-    shape: list[int] = Field(description="dimensions, each >= 0", examples=[[1, len(FEATURES)]])
+    shape: list[int] = Field(max_length=MAX_DIMENSIONS, description="dimensions, each >= 0",
+                             examples=[[1, len(FEATURES)]])
     datatype: str = Field(description="FP64 or FP32", examples=["FP64"])
     parameters: Parameters | None = None
     data: list[Any] = Field(description="the tensor's elements, row-major: flat, or nested as the shape",
@@ -99,11 +107,11 @@ class InferenceRequest(BaseModel):
     # Other top-level keys are ignored: KServe's SDK sends "model_name" (and "model_version") in the body too.
     model_config = ConfigDict(extra="ignore", json_schema_extra={"example": EXAMPLE_REQUEST})
 
-    id: str | None = Field(None, description="returned in the response")
+    id: str | None = Field(None, max_length=MAX_ID, description="returned in the response")
     parameters: Parameters | None = Field(None, description='"store": false classifies without recording')
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = Field(None, description="which outputs to return (default: all): "
-                                                                  "label, scores, probabilities")
+    inputs: list[RequestInput] = Field(min_length=1, max_length=MAX_INPUTS)
+    outputs: list[RequestOutput] | None = Field(None, max_length=MAX_OUTPUTS, description="which outputs to return "
+                                                "(default: all): label, scores, probabilities")
 
 
 class ResponseOutput(BaseModel):

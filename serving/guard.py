@@ -7,6 +7,7 @@ object; clients get `{"error": message, "code": ..., "detail"?: ...}` from all o
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,40 +26,60 @@ class RequestGuard:
     """Bound every request body before the application parses it; reshape 4xx answers into one error object.
 
     Bodies over `max_body_bytes` (declared or counted) get 413. So do JSON bodies with more than
-    `max_json_containers` arrays and objects: parsing, validating and reporting errors on millions of tiny
-    `{}` or `[]` costs hundreds of megabytes however small the body, so they are counted (a byte count, in C)
-    before anything is parsed (bodies without a Content-Type too: V2 clients such as tritonclient send none).
+    `max_json_containers` arrays and objects or more than `max_json_values` commas: parsing, validating and
+    reporting errors on millions of tiny `{}`, `[]` or `1` costs hundreds of megabytes however small the body,
+    so they are counted (one pass over the bytes, in C) before anything is parsed. Escaped brackets and commas
+    (`\\u005b`) count too: /predict parses its `data` string as JSON again. Bodies without a Content-Type are
+    counted as JSON (V2 clients such as tritonclient send none); from a web page (an `Origin` header) such a body
+    is refused (415), or any page a user visits could post one. A request with two Content-Types is refused
+    (415): this guard and the application must not read different ones.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_containers: int,
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_containers: int, max_json_values: int,
                  json_paths: frozenset[str]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_containers = max_json_containers
+        self.max_json_values = max_json_values
         self.json_paths = json_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        is_json = _is_json(headers)
-        if scope["method"] == "POST" and scope["path"] in self.json_paths and not is_json:
-            await send_json(send, 415, errors.error_body(errors.UNSUPPORTED_MEDIA_TYPE, CODES[415]))
+        content_types, declared, from_page = [], None, False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_types.append(value)
+            elif name == b"content-length":
+                declared = value
+            elif name == b"origin":
+                from_page = True
+        if len(content_types) > 1:
+            await self._refuse(send, 415, errors.CONTENT_TYPE_REPEATED.format(count=len(content_types)))
             return
-        declared = headers.get(b"content-length")
+        untyped = not content_types
+        is_json = not untyped and _is_json(content_types[0])
+        if scope["method"] == "POST" and not is_json and (
+                scope["path"] in self.json_paths or (untyped and from_page)):
+            await self._refuse(send, 415, errors.UNSUPPORTED_MEDIA_TYPE)
+            return
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
+            await self._refuse(send, 413, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
             body = await self._read_bounded(receive)
             if body is None:
-                await self._too_large(send, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
+                await self._refuse(send, 413, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
                 return
-            if (is_json or b"content-type" not in headers) and (
-                    body.count(b"[") + body.count(b"{") > self.max_json_containers):
-                await self._too_large(send, errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers))
-                return
+            if is_json or untyped:
+                containers, values = json_counts(body)
+                if containers > self.max_json_containers:
+                    await self._refuse(send, 413, errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers))
+                    return
+                if values > self.max_json_values:
+                    await self._refuse(send, 413, errors.TOO_MANY_VALUES.format(limit=self.max_json_values))
+                    return
             receive = replay(body)
         await self.app(scope, receive, _ErrorShaper(send))
 
@@ -75,13 +96,32 @@ class RequestGuard:
                 return b"".join(chunks)
 
     @staticmethod
-    async def _too_large(send: Send, message: str) -> None:
-        await send_json(send, 413, errors.error_body(message, CODES[413]))
+    async def _refuse(send: Send, status: int, message: str) -> None:
+        await send_json(send, status, errors.error_body(message, CODES[status]))
 
 
-def _is_json(headers: dict[bytes, bytes]) -> bool:
-    media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    return media_type == b"application/json"
+def json_counts(body: bytes) -> tuple[int, int]:
+    """Upper bounds of the arrays and objects, and of the commas, a JSON body holds (strings' contents included).
+
+    One pass keeps only the bytes `[`, `{` and `,` (faster than counting each); JSON escapes of them, which a
+    parser turns back into brackets inside a string that /predict parses again, are counted only when the body
+    holds a backslash at all.
+    """
+    structure = body.translate(None, _NOT_STRUCTURE)
+    commas = structure.count(b",")
+    containers = len(structure) - commas
+    if b"\\" in body:
+        escaped = body.lower()
+        commas += escaped.count(b"\\u002c")
+        containers += escaped.count(b"\\u005b") + escaped.count(b"\\u007b")
+    return containers, commas
+
+
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b"[{,")
+
+
+def _is_json(content_type: bytes) -> bool:
+    return content_type.split(b";")[0].strip().lower() == b"application/json"
 
 
 class _ErrorShaper:
@@ -120,18 +160,44 @@ def reshape(status: int, body: bytes) -> dict[str, Any]:
         return errors.error_body(str(payload)[:MAX_MESSAGE] or f"HTTP {status}", code)
     detail = payload.get("detail")
     if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "loc" in detail[0]:
-        return errors.error_body(_summarise(detail), code, detail[:MAX_DETAIL])  # pydantic (BentoML or FastAPI)
+        # pydantic's (BentoML's or FastAPI's): client text in it is clipped, as in every message
+        return errors.error_body(summarise(detail), code, [_clipped(problem) for problem in detail[:MAX_DETAIL]])
     message, given_code = payload.get("error"), payload.get("code")
     if isinstance(message, str) and message and isinstance(given_code, str):  # ours already
         return errors.error_body(message, given_code, detail)
     return errors.error_body(str(message or detail or payload)[:MAX_MESSAGE], code)
 
 
-def _summarise(problems: list[dict[str, Any]]) -> str:
+def summarise(problems: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the first few of pydantic's problems: `beans.0.Area: Field required`; field names clipped."""
     parts = []
     for problem in problems[:3]:
-        where = ".".join(str(part) for part in problem.get("loc", ()) if part not in ("body",))
-        message = str(problem.get("msg") or "invalid value")
+        where = ".".join(errors.clipped(str(part)) for part in problem.get("loc", ()) if part != "body")
+        message = errors.clipped(str(problem.get("msg") or "invalid value"), MAX_MESSAGE)
         parts.append(f"{where}: {message}" if where else message)
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return "; ".join(parts) + more
+
+
+def _clipped(problem: Any) -> Any:
+    """One of pydantic's problems with the client's text in it clipped: field names, the input, the context."""
+    if not isinstance(problem, dict):
+        return errors.clipped(str(problem), MAX_MESSAGE)
+    kept = dict(problem)
+    if isinstance(loc := kept.get("loc"), list):
+        kept["loc"] = [part if isinstance(part, int) else errors.clipped(str(part)) for part in loc]
+    if "msg" in kept:
+        kept["msg"] = errors.clipped(str(kept["msg"]), MAX_MESSAGE)
+    if "input" in kept:
+        kept["input"] = _clipped_value(kept["input"])
+    if isinstance(ctx := kept.get("ctx"), dict):
+        kept["ctx"] = {errors.clipped(str(key)): _clipped_value(value) for key, value in ctx.items()}
+    return kept
+
+
+def _clipped_value(value: Any) -> Any:
+    """A JSON value as given when short; else its JSON text, clipped."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    return value if len(text) <= errors.MAX_SHOWN else errors.clipped(text)

@@ -21,26 +21,32 @@ import errors
 from serving.responses import send_json
 
 UNKNOWN_PATH = "/{unknown}"
+MAX_CACHED_PATH = 256  # characters: a longer path is matched again each time, never kept (4,096 of 64 KB: 256 MiB)
 _ORIGINAL_PATH = "drybeans.path"
 
 
 class RouteLabels:
-    """Outermost layer: replace `scope["path"]` by its route's template until `RestorePath` puts it back."""
+    """Outermost layer: replace `scope["path"]` by its route's template until `RestorePath` puts it back.
+
+    Templates of the paths seen are cached, up to MAX_CACHED_PATH characters each: a scanner's long unique paths
+    would otherwise stay in memory.
+    """
 
     def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute]) -> None:
         self.app = app
         routes = tuple(routes)
 
-        @lru_cache(maxsize=4096)
         def template(method: str, path: str) -> str:
             return _template(routes, {"type": "http", "method": method, "path": path, "root_path": ""}) \
                 or UNKNOWN_PATH
 
-        self._template = template
+        self._matched = template
+        self._cached = lru_cache(maxsize=4096)(template)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            label = self._template(scope["method"], scope["path"])
+            path = scope["path"]
+            label = (self._cached if len(path) <= MAX_CACHED_PATH else self._matched)(scope["method"], path)
             if label != scope["path"]:
                 scope[_ORIGINAL_PATH] = scope["path"]
                 scope["path"] = label

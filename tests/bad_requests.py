@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import errors
-from data.schema import FEATURES
+from data.schema import CLASSES, FEATURES
 from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 
 JSON = "application/json"  # also what a refused Content-Type answer must name
@@ -37,12 +37,16 @@ class BadRequest:
     content_type: str | None = JSON  # None: no Content-Type header at all
     params: dict[str, str] = field(default_factory=dict)
     chunked: bool = False  # send the body with Transfer-Encoding: chunked and no Content-Length
+    headers: tuple[tuple[str, str], ...] = ()  # more headers, sent after the Content-Type (repeating it, say)
 
     def request(self) -> dict[str, Any]:
         """The arguments of `httpx.Client.request` that send this case."""
         content = iter([self.body[:1000], self.body[1000:]]) if self.chunked else self.body
+        headers = [("Content-Type", self.content_type)] if self.content_type else []
+        headers += self.headers
         return {"method": self.method, "url": self.path, "params": self.params,
-                "headers": {"Content-Type": self.content_type} if self.content_type else {},
+                # a dict when every name is one header (callers add to it); pairs when a name repeats
+                "headers": dict(headers) if len(dict(headers)) == len(headers) else headers,
                 "content": content if self.body else None}
 
 
@@ -69,9 +73,9 @@ def multipart(fields: dict[str, str]) -> bytes:
 
 
 def post(name: str, path: str, status: int, says: str, body: bytes, content_type: str | None = JSON,
-         *, chunked: bool = False) -> BadRequest:
+         *, chunked: bool = False, headers: tuple[tuple[str, str], ...] = ()) -> BadRequest:
     """A POST case."""
-    return BadRequest(name, "POST", path, status, says, body, content_type, chunked=chunked)
+    return BadRequest(name, "POST", path, status, says, body, content_type, chunked=chunked, headers=headers)
 
 
 def query(name: str, says: str, **params: str) -> BadRequest:
@@ -100,6 +104,7 @@ def v2_body(shape: list[int] | None = None, data: list[Any] | None = None, datat
 V2_INFER = "/v2/models/drybean_svc/infer"
 GOOD_DATA = json.dumps([EXAMPLE_ROW])  # a valid tutorial `data` string: only the envelope is wrong below
 NOT_JSON = errors.DATA_NOT_JSON.split(" (")[0]  # "data is not valid JSON"
+LONG = "x" * 100_000  # a client's text that no answer may echo whole
 
 CORPUS: list[BadRequest] = [
     # Broken JSON bodies
@@ -161,7 +166,7 @@ CORPUS: list[BadRequest] = [
     # Numbers beyond float64
     post("raw-1e400", "/predict", 400, "feature Area: inf is not a finite number",
          f'{{"data": {rows_text("1e400")}}}'.encode()),
-    post("raw-10-to-the-400", "/predict", 400, "feature Area: 1" + "0" * 400 + " is not a finite number",
+    post("raw-10-to-the-400", "/predict", 400, f"feature Area: {errors.clipped(str(10**400))} is not a finite number",
          f'{{"data": {rows_text(str(10**400))}}}'.encode()),
     post("1e400-in-string", "/predict", 400, "feature Area: inf is not a finite number",
          as_json({"data": rows_text("1e400")})),
@@ -257,10 +262,51 @@ CORPUS: list[BadRequest] = [
          errors.TOO_MANY_BEANS.format(count=10_001, limit=DEFAULT_MAX_BEANS), beans_body(DEFAULT_MAX_BEANS + 1)),
     post("body-over-16-mib", "/predict", 413, errors.BODY_TOO_LARGE.format(limit=DEFAULT_MAX_BODY_BYTES),
          as_json({"data": " " * DEFAULT_MAX_BODY_BYTES})),
+    # Counts bounded before any tensor is read (issue #19; the heavy versions are in test_abuse.py)
+    post("v2-21-named-inputs", V2_INFER, 400, "inputs: List should have at most 20 items", as_json({"inputs": [
+        {"name": f"input-{i}", "shape": [1], "datatype": "FP64", "data": [1.0]} for i in range(21)]})),
+    post("v2-17-parameters", V2_INFER, 400, "parameters: Dictionary should have at most 16 items",
+         v2_body(parameters={"store": False, **{f"p{i}": i for i in range(16)}})),
+    post("v2-tensor-17-parameters", V2_INFER, 400, "inputs.0.parameters: Dictionary should have at most 16 items",
+         as_json({"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP64", "data": EXAMPLE_ROW,
+                              "parameters": {f"p{i}": i for i in range(17)}}]})),
+    post("v2-9-outputs", V2_INFER, 400, "outputs: List should have at most 8 items",
+         v2_body(outputs=[{"name": "label"}] * 9)),
+    post("v2-id-of-257-characters", V2_INFER, 400, "id: String should have at most 256 characters",
+         v2_body(id="x" * 257)),
+    # Two Content-Types: the guard and the application must not read different ones
+    post("v2-two-content-types", V2_INFER, 415, "2 Content-Type headers", v2_body(),
+         headers=(("Content-Type", "text/plain"),)),
+    # No Content-Type is JSON only from a client that is not a web page (tritonclient sends none, and no Origin)
+    post("v2-no-content-type-from-a-web-page", V2_INFER, 415, JSON, v2_body(), None,
+         headers=(("Origin", "http://a.test"),)),
+    # Client text is named, never echoed whole
+    post("v2-long-datatype", V2_INFER, 400, f"datatype {errors.shown(LONG)}; this model takes FP64 or FP32",
+         v2_body(datatype=LONG)),
+    post("v2-long-input-name", V2_INFER, 400, f"unknown input {errors.shown(LONG)};", as_json({"inputs": [
+        {"name": LONG, "shape": [1, 16], "datatype": "FP64", "data": EXAMPLE_ROW}]})),
+    post("v2-long-output-name", V2_INFER, 400, f"unknown output {errors.shown(LONG)};",
+         v2_body(outputs=[{"name": LONG}])),
+    post("v2-long-model-name", f"/v2/models/{LONG[:4000]}/infer", 404, f"unknown model {errors.shown(LONG)};",
+         v2_body()),
+    post("long-string-value", "/predict", 400,
+         errors.NOT_A_NUMBER.format(row=1, feature="Area", value=errors.clipped(json.dumps(LONG))),
+         as_json({"data": [[LONG, *EXAMPLE_ROW[1:]]]})),
+    post("classify-long-field-name", "/v1/classify", 400,
+         f"beans.0.{errors.clipped(LONG)}: Extra inputs are not permitted",
+         as_json({"beans": [{**EXAMPLE_BEAN, LONG: 1.0}]})),
+    post("feedback-long-variety", "/v1/feedback", 422, errors.UNKNOWN_VARIETY.format(
+        name=errors.shown(LONG), known=", ".join(CLASSES)), as_json({"items": [{"record_id": 1, "variety": LONG}]})),
+    # A `since` the database cannot compare with
+    BadRequest("quality-since-in-the-year-10000", "GET", "/v1/quality", 422, "since must lie between 1000-01-01 and",
+               content_type=None, params={"since": "9999-12-31T23:59:59-14:00"}),
 ]
 
 LIMITED_BODY = errors.BODY_TOO_LARGE.format(limit=4096)
 LIMITED_BEANS = errors.TOO_MANY_BEANS.format(count=4, limit=3)
+# service.py's bounds for 3 beans
+LIMITED_CONTAINERS = errors.TOO_MANY_CONTAINERS.format(limit=16 * 4 + 100)
+LIMITED_VALUES = errors.TOO_MANY_VALUES.format(limit=16 * 4 + 1_000)
 OVER_LIMITS: list[BadRequest] = [
     post("v2-4-beans", V2_INFER, 413, LIMITED_BEANS, v2_body(shape=[4, 16], data=EXAMPLE_ROW * 4)),
     post("4-beans", "/predict", 413, LIMITED_BEANS, as_json({"data": [EXAMPLE_ROW] * 4})),
@@ -270,4 +316,7 @@ OVER_LIMITS: list[BadRequest] = [
     post("classify-body-over-limit", "/v1/classify", 413, LIMITED_BODY, beans_body(20)),
     post("chunked-body-over-limit", "/predict", 413, LIMITED_BODY, as_json({"data": " " * 5000}), chunked=True),
     post("nested-10000-over-limit", "/predict", 413, LIMITED_BODY, f'{{"data": {nested(10_000)}}}'.encode()),
+    post("escaped-brackets-in-string", "/predict", 413, LIMITED_CONTAINERS, as_json({"data": "[" + ",".join(
+        ["[1]"] * 200) + "]"}).replace(b"[", b"\\u005b").replace(b"]", b"\\u005d").replace(b",", b"\\u002c")),
+    post("1100-numbers", "/predict", 413, LIMITED_VALUES, as_json({"data": [1] * 1_100})),
 ]

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, text
 from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.bad_requests import CORPUS, DEFAULT_MAX_BEANS, JSON, LIMITED_ENV, OVER_LIMITS, BadRequest
 from tests.servers import MySQLDatabase, Server, bentoml_serve
+from tests.support import MAX_ERROR_BODY
 
 pytestmark = pytest.mark.mysql
 
@@ -100,8 +101,9 @@ def over_limit_answers(limited_server: Server, mysql_db: MySQLDatabase) -> dict[
 
 
 def assert_refused(case: BadRequest, answer: Answer) -> None:
-    """The answer is the case's status, a JSON error object naming the problem, and nothing was stored."""
+    """The answer is the case's status, a small JSON error object naming the problem, and nothing was stored."""
     assert answer.status == case.status, answer.text[:500]
+    assert len(answer.text) < MAX_ERROR_BODY, f"{len(answer.text)} characters of error"
     body = answer.json()
     assert isinstance(body, dict) and set(body) <= {"error", "code", "detail"}, body
     assert isinstance(body["code"], str) and isinstance(body["error"], str)

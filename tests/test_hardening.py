@@ -26,12 +26,9 @@ from db.spool import Spool
 from db.store import PredictionRecord
 from schemas import EXAMPLE_ROW
 from tests.servers import MySQLDatabase, Server, bentoml_serve, worker_pids
-from tests.support import require
+from tests.support import MAX_ERROR_BODY, MAX_RSS_GROWTH, require, rss
 from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_until_drained
-
-MAX_ERROR_BODY = 64 * 1024
-MAX_RSS_GROWTH = 100 * 1024 * 1024
 
 
 @pytest.fixture
@@ -46,15 +43,6 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
 
 
 def _stored_one(server: Server, timeout: float = 60) -> httpx.Response:
@@ -147,10 +135,10 @@ def test_abusive_bodies_get_a_small_answer_and_cost_little_memory(trained_model_
                                                                   path: str, body: bytes) -> None:
     with bentoml_serve({"DRYBEANS_SQLITE_PATH": str(tmp_path / "db.sqlite3")}, tmp_path) as server:
         workers = worker_pids(server.process)
-        before = _rss(workers)
+        before = rss(workers)
         answer = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"},
                             timeout=60)
-        growth = _rss(workers) - before
+        growth = rss(workers) - before
         assert 400 <= answer.status_code < 500
         assert len(answer.content) < MAX_ERROR_BODY, f"{len(answer.content)} bytes of error"
         assert answer.json()["error"]

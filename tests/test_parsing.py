@@ -53,3 +53,14 @@ def test_bad_data_raises_an_error_naming_the_problem(data: object, error: type[e
 def test_too_many_typed_beans() -> None:
     with pytest.raises(errors.TooLarge):
         bean_rows([Bean(**EXAMPLE_BEAN)] * 2, max_beans=1)
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("x" * 1_000_000, errors.clipped(json.dumps("x" * 1_000_000))),
+    (10**400, errors.clipped(str(10**400)) + " is not a finite number"),
+    (10**300, errors.clipped(str(10**300)) + " is out of range"),
+])
+def test_a_bad_value_is_named_without_being_echoed_whole(value: object, says: str) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        tutorial_rows([[value, *EXAMPLE_ROW[1:]]], max_beans=1)
+    assert says in caught.value.message and len(caught.value.message) < 200

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import errors
 from data.schema import FEATURES
 from protocol import tensors
-from protocol.schemas import RequestInput, RequestOutput
+from protocol.schemas import (
+    MAX_ID,
+    MAX_INPUTS,
+    MAX_OUTPUTS,
+    MAX_PARAMETERS,
+    InferenceRequest,
+    RequestInput,
+    RequestOutput,
+)
 from schemas import EXAMPLE_ROW
 
 ROWS = np.array([EXAMPLE_ROW, [value * 1.5 for value in EXAMPLE_ROW]])
@@ -119,3 +131,47 @@ def test_metadata_describes_the_batch_dimension_as_minus_one() -> None:
         {"name": "features", "datatype": "FP64", "shape": [-1, 16]}]
     assert [(t.name, t.datatype, t.shape) for t in tensors.output_metadata(7)] == [
         ("label", "BYTES", [-1]), ("scores", "FP64", [-1, 7]), ("probabilities", "FP64", [-1, 7])]
+
+
+def test_many_named_inputs_are_checked_for_repeats_in_one_pass() -> None:
+    many = [RequestInput(name=f"input-{i}", shape=[1], datatype="FP64", data=[1.0]) for i in range(50_000)]
+    started = time.perf_counter()
+    assert "input 'input-0' is given more than once" in refused([*many, many[0]])
+    assert time.perf_counter() - started < 1, "the check is quadratic"  # 50,000 names: ~40 s when it was
+
+
+LONG = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(("inputs", "says"), [
+    ([features(ROWS.tolist(), datatype=LONG)], f"datatype {errors.shown(LONG)};"),
+    ([RequestInput(name=LONG, shape=[2, 16], datatype="FP64", data=ROWS.tolist())],
+     f"unknown input {errors.shown(LONG)};"),
+    ([features([LONG, *ROWS.ravel().tolist()[1:]])], f"element 0: {errors.clipped(json.dumps(LONG))} is not a number"),
+], ids=["datatype", "name", "element"])
+def test_client_text_is_named_without_being_echoed_whole(inputs, says) -> None:
+    message = refused(inputs)
+    assert says in message and len(message) < 1_000
+
+
+def test_a_long_output_name_is_clipped() -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        tensors.requested_outputs([RequestOutput(name=LONG)])
+    assert caught.value.message.startswith(f"unknown output {errors.shown(LONG)};")
+
+
+@pytest.mark.parametrize(("request_body", "says"), [
+    ({"inputs": [{"name": f"f{i}", "shape": [1], "datatype": "FP64", "data": [1]} for i in range(MAX_INPUTS + 1)]},
+     f"List should have at most {MAX_INPUTS} items"),
+    ({"inputs": [features([1.0] * 16, [1, 16]).model_dump()], "outputs": [{"name": "label"}] * (MAX_OUTPUTS + 1)},
+     f"List should have at most {MAX_OUTPUTS} items"),
+    ({"inputs": [features([1.0] * 16, [1, 16]).model_dump()], "parameters": {str(i): 1 for i in range(17)}},
+     f"Dictionary should have at most {MAX_PARAMETERS} items"),
+    ({"inputs": [{**features([1.0] * 16, [1, 16]).model_dump(), "parameters": {str(i): 1 for i in range(17)}}]},
+     f"Dictionary should have at most {MAX_PARAMETERS} items"),
+    ({"inputs": [features([1.0] * 16, [1, 16]).model_dump()], "id": "x" * (MAX_ID + 1)},
+     f"String should have at most {MAX_ID} characters"),
+], ids=["inputs", "outputs", "parameters", "tensor-parameters", "id"])
+def test_counts_are_bounded_by_the_schema(request_body, says) -> None:
+    with pytest.raises(ValidationError, match=says):
+        InferenceRequest.model_validate(request_body)
