@@ -5,7 +5,7 @@ import gc
 import json
 from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 from fastapi import FastAPI, Query
@@ -47,6 +47,9 @@ from serving.auth import BearerToken
 from serving.guard import RequestGuard
 from serving.probes import Probes
 from serving.shortcut import PredictShortcut
+
+if TYPE_CHECKING:
+    import grpc
 
 MODEL_TAG = "drybean_svc:latest"
 # Regular expressions over the request's URL, as OpenTelemetry's exclusion list takes them.
@@ -112,6 +115,7 @@ class DryBeans:
                                         feedback_wait_seconds=settings.feedback_wait_seconds)
         self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
         self.drain_seconds = settings.shutdown_drain_seconds
+        self.grpc_server: grpc.aio.Server | None = None  # started by serve_grpc, on the worker's event loop
         if settings.metrics_port is not None:
             metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
                                   lambda app: BearerToken(app, **access_control()))
@@ -214,7 +218,6 @@ class DryBeans:
     async def serve_grpc(self) -> None:
         """V2 over gRPC on DRYBEANS_GRPC_PORT, from this worker's event loop (off when unset)."""
         settings = get_settings()
-        self.grpc_server = None
         if settings.grpc_port is not None:
             from protocol import grpc_server  # grpc and the stubs, only where gRPC is served
 

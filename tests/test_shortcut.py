@@ -78,7 +78,7 @@ def service_instance(trained_model_home: Path, tmp_path_factory: pytest.TempPath
     set_current_service(instance)
     yield instance
     set_current_service(None)
-    instance.close()
+    asyncio.run(instance.close())
 
 
 def post(path: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
