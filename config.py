@@ -80,6 +80,8 @@ class Settings(BaseSettings):
                                         "/metrics need `Authorization: Bearer <token>`.")
     protect_predict: bool = Field(False, description="Require the token for predictions too (/predict, "
                                   "/v1/classify, V2 infer); off by default for the tutorial's clients.")
+    require_token: bool = Field(False, description="Refuse to start without DRYBEANS_API_TOKEN. Compose and the "
+                                "Kubernetes manifests set it; setting it to false there opens the service on purpose.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics on this port "
                                      "only, not on the API's port (Kubernetes keeps it off the public Service).")
 

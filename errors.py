@@ -34,6 +34,9 @@ STORE_UNAVAILABLE = ("the database is unavailable and the local spool cannot tak
 UNKNOWN_VARIETY = "unknown variety {name}; known: {known}"
 AUTHORIZATION_MISSING = "this path needs a token: send the header Authorization: Bearer <token>"
 AUTHORIZATION_REFUSED = "the token is not valid for this service"
+ACCESS_NOT_CONFIGURED = ("DRYBEANS_REQUIRE_TOKEN is true but DRYBEANS_API_TOKEN is not set: set DRYBEANS_API_TOKEN "
+                         "to a long random secret (python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+                         "or set DRYBEANS_REQUIRE_TOKEN=false to let anyone who reaches the port read the records")
 UNKNOWN_RECORDS = ("no recorded prediction for {records}; name beans by the record_id, or the request_id and "
                    "bean_index, that /v1/classify returned; nothing of this report was stored")
 FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and never changed; nothing of this "

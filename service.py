@@ -4,7 +4,6 @@ import asyncio
 import gc
 import json
 from datetime import UTC
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
@@ -12,7 +11,7 @@ from fastapi import FastAPI, Query
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
 import errors
@@ -43,8 +42,9 @@ from schemas import (
 )
 from serving import lifecycle, listener, metrics
 from serving.answers import classify_answer
-from serving.auth import BearerToken
+from serving.auth import BearerToken, bearer_settings
 from serving.guard import RequestGuard
+from serving.headers import SecurityHeaders
 from serving.probes import Probes
 from serving.shortcut import PredictShortcut
 
@@ -54,10 +54,9 @@ if TYPE_CHECKING:
 MODEL_TAG = "drybean_svc:latest"
 # Regular expressions over the request's URL, as OpenTelemetry's exclusion list takes them.
 PREDICTION_URLS = ("/predict$", "/v1/classify$", "/v2/models/drybean_svc(/versions/[^/]+)?/infer$")
-SWAGGER_UI = Path(bentoml.__file__).parents[1] / "_bentoml_impl" / "server" / "main-openapi.html"
 
 web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)  # BentoML serves the schema
-web.include_router(console_router)  # the console at /, GET /v1/model, /docs.json with our own info
+web.include_router(console_router)  # the console at /, GET /v1/model, /docs and /docs.json with our own info
 web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(v2_router)  # the Open Inference Protocol (V2): /v2, /v2/health/*, /v2/models/drybean_svc/*
 
@@ -118,7 +117,7 @@ class DryBeans:
         self.grpc_server: grpc.aio.Server | None = None  # started by serve_grpc, on the worker's event loop
         if settings.metrics_port is not None:
             metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
-                                  lambda app: BearerToken(app, **access_control()))
+                                  lambda app: SecurityHeaders(BearerToken(app, **access_control())))
         settle_garbage_collector()
         if settings.reuse_port:  # last: BentoML calls __init__ in the app's lifespan, before uvicorn accepts
             listener.listen_on_own_socket()
@@ -154,11 +153,6 @@ class DryBeans:
                     else Recorded("", "skipped"))
         return Response(classify_answer(self.classifier, rows, labels, scores, recorded, explain=request.explain),
                         media_type="application/json")
-
-    @web.get("/docs", include_in_schema=False)
-    def docs(self) -> FileResponse:
-        """BentoML's interactive API documentation (its usual home, `/`, is the console here)."""
-        return FileResponse(SWAGGER_UI)
 
     @web.get("/v1/predictions", tags=["Records"])
     def predictions(
@@ -259,16 +253,15 @@ def stored_prediction(row: Prediction) -> StoredPrediction:
 
 
 def access_control() -> dict[str, Any]:
-    """BearerToken's settings: the token (if any), and whether predictions need it too."""
-    settings = get_settings()
-    return {"token": settings.api_token.get_secret_value() if settings.api_token else None,
-            "protect_predict": settings.protect_predict}
+    """BearerToken's settings; refuses to start without a token when one is required."""
+    return bearer_settings(get_settings())
 
 
 quiet_client_errors()
 _settings = get_settings()
 # The decorators made DryBeans a bentoml Service, which the type checker cannot see. Outermost first.
 metrics.label_by_route(DryBeans)
+DryBeans.add_asgi_middleware(SecurityHeaders)  # type: ignore[attr-defined]  # on every answer of those below too
 DryBeans.add_asgi_middleware(  # type: ignore[attr-defined]
     # The largest legitimate structure: a V2 request of 16 named tensors, each nested [n, 1]; the most values (commas):
     # 16 per bean, plus a few per tensor (shape, keys, parameters).

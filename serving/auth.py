@@ -1,21 +1,38 @@
 """Bearer-token access control: recorded data and metrics are not for anyone on the internet.
 
-Predictions stay open by default (the tutorial's clients send no token); `protect_predict` closes them too.
+Predictions stay open by default (the tutorial's clients send no token); `protect_predict` closes them too, and
+`require_token` (set where the service faces a network) stops it from starting without a token.
 The token is compared in constant time and never logged or echoed.
 """
 
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import errors
 from serving.responses import send_json
 
+if TYPE_CHECKING:
+    from config import Settings
+
 # Paths whose answers are recorded data or operational detail: they always need the token when one is set.
 RECORD_PATHS = ("/v1/predictions", "/v1/feedback", "/v1/quality", "/v1/drift", "/metrics")
 PREDICTION_PATHS = ("/predict", "/v1/classify")
+
+
+class TokenRequired(SystemExit):
+    """A token is required (DRYBEANS_REQUIRE_TOKEN) and none is set: the service exits, printing what to set."""
+
+
+def bearer_settings(settings: Settings) -> dict[str, Any]:
+    """BearerToken's arguments from the settings: the token (if any), and whether predictions need it too."""
+    if settings.require_token and settings.api_token is None:
+        raise TokenRequired(errors.ACCESS_NOT_CONFIGURED)
+    return {"token": settings.api_token.get_secret_value() if settings.api_token else None,
+            "protect_predict": settings.protect_predict}
 
 
 def needs_token(path: str, *, protect_predict: bool) -> bool:

@@ -1,4 +1,5 @@
-"""deploy/compose for real: MySQL stand-in, one-shot migration, the app; data survives `down` and `up`."""
+"""deploy/compose for real: MySQL stand-in, one-shot migration, the app; data survives `down` and `up`; nothing
+starts without an API token, and predictions need it (issue #19, case 14)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.container import harness
 from tests.support import require
@@ -45,6 +47,18 @@ def test_compose_file_is_valid_with_the_example_env() -> None:
                 env=dict(os.environ))
 
 
+def test_the_example_is_closed_by_default() -> None:
+    """With .env.example's values: the app needs its token, protects predictions, and listens on loopback only."""
+    require(shutil.which("docker-compose") is not None, "docker-compose (tests/container/start_dockerd.sh)")
+    rendered = yaml.safe_load(harness.run(["docker-compose", "--file", str(COMPOSE_FILE), "--env-file",
+                                           str(EXAMPLE_ENV), "config"], env=dict(os.environ)))
+    app = rendered["services"]["app"]
+    assert app["environment"]["DRYBEANS_REQUIRE_TOKEN"] == "true"
+    assert app["environment"]["DRYBEANS_PROTECT_PREDICT"] == "true"
+    assert app["environment"]["DRYBEANS_API_TOKEN"]
+    assert [str(port).split(":")[0] for port in app["ports"]] == ["127.0.0.1"]
+
+
 @pytest.fixture(scope="session")  # session: checked before the session-scoped model is trained
 def docker_env() -> dict[str, str]:
     """The environment for docker commands against an engine that answers."""
@@ -69,7 +83,27 @@ def credentials() -> dict[str, str]:
     return {"MYSQL_DB": "drybeans", "MYSQL_ROOT_PASSWORD": secrets.token_urlsafe(16),
             "DRYBEANS_MIGRATOR_DB_USER": "drybeans_migrator",
             "DRYBEANS_MIGRATOR_DB_PASSWORD": secrets.token_urlsafe(16),
-            "DRYBEANS_APP_DB_USER": "drybeans_app", "DRYBEANS_APP_DB_PASSWORD": secrets.token_urlsafe(16)}
+            "DRYBEANS_APP_DB_USER": "drybeans_app", "DRYBEANS_APP_DB_PASSWORD": secrets.token_urlsafe(16),
+            "DRYBEANS_API_TOKEN": secrets.token_urlsafe(24)}
+
+
+def test_compose_refuses_to_start_without_a_token(docker_env: dict[str, str], credentials: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    """Without DRYBEANS_API_TOKEN (unset or empty), `up` stops before creating anything and says what to set."""
+    project = f"drybeans-test-{secrets.token_hex(4)}"
+    for token in (None, ""):
+        values = {**credentials, "DRYBEANS_API_TOKEN": token}
+        env_file = tmp_path / ".env"
+        env_file.write_text("".join(f"{name}={value}\n" for name, value in values.items() if value is not None))
+        result = subprocess.run(["docker-compose", "--file", str(COMPOSE_FILE), "--env-file", str(env_file),
+                                 "--project-name", project, "up", "-d"],
+                                env=docker_env, capture_output=True, text=True, timeout=COMPOSE_TIMEOUT_SECONDS,
+                                check=False)
+        assert result.returncode != 0
+        assert "set DRYBEANS_API_TOKEN in .env" in result.stderr
+        created = harness.run(["docker", "ps", "--all", "--quiet", "--filter",
+                               f"label=com.docker.compose.project={project}"], env=docker_env)
+        assert created.strip() == ""
 
 
 @pytest.fixture()
@@ -116,9 +150,11 @@ def recorded_names(compose: Compose, credentials: dict[str, str]) -> list[str]:
     return out.split()
 
 
-def predict(compose: Compose) -> httpx.Response:
-    """The tutorial's request to the published app port."""
-    return httpx.post(f"http://127.0.0.1:{compose.port}/predict", json=harness.TUTORIAL_REQUEST, timeout=30)
+def predict(compose: Compose, token: str | None) -> httpx.Response:
+    """The tutorial's request to the published app port, with the bearer token unless None."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.post(f"http://127.0.0.1:{compose.port}/predict", json=harness.TUTORIAL_REQUEST, headers=headers,
+                      timeout=30)
 
 
 def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, credentials: dict[str, str],
@@ -128,7 +164,8 @@ def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, cr
     migrate_id = compose("ps", "-q", "migrate").strip()
     exit_code = harness.run(["docker", "inspect", "--format={{.State.ExitCode}}", migrate_id], env=docker_env)
     assert exit_code.strip() == "0"
-    response = predict(compose)
+    assert predict(compose, None).status_code == 401, "predictions need the token"
+    response = predict(compose, credentials["DRYBEANS_API_TOKEN"])
     assert response.status_code == 200, response.text
     assert response.json() == harness.TUTORIAL_ANSWER
     assert recorded_names(compose, credentials) == ["DERMASON"]
@@ -136,7 +173,7 @@ def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, cr
     compose("down", "--timeout=20")
     up_and_healthy(compose, docker_env)
     assert recorded_names(compose, credentials) == ["DERMASON"]
-    assert predict(compose).status_code == 200
+    assert predict(compose, credentials["DRYBEANS_API_TOKEN"]).status_code == 200
     assert recorded_names(compose, credentials) == ["DERMASON", "DERMASON"]
 
 

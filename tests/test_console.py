@@ -26,6 +26,19 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "console-test-token"
+# Every Content-Security-Policy violation of the page, kept where the test can read it.
+RECORD_VIOLATIONS = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+                          (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));"""
+# What an injected script or style attribute would try; the policy must refuse both.
+INJECTION = """() => {
+    const script = document.createElement("script");
+    script.textContent = "window.injected = true";
+    document.body.append(script);
+    document.body.setAttribute("style", "background: red");
+    return new Promise((resolve) => setTimeout(() => resolve([window.injected === true, window.cspViolations]), 500));
+}"""
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 TOKEN_KEY = "drybeans.token"
 WAIT_MS = 30_000
 
@@ -295,3 +308,59 @@ def test_model_endpoint_is_the_model_store_metadata(server: Server) -> None:
     assert card["confusion_matrix"] == metrics["confusion_matrix"]
     assert card["training_data"]["class_counts"] == stored.info.metadata["dataset"]["class_counts"]
     assert card["trained_at"].startswith(stored.info.creation_time.strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_the_console_works_under_its_content_security_policy_which_refuses_injected_code(
+        browser: Browser, server: Server, shots: Path) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(f"sessionStorage.setItem({TOKEN_KEY!r}, {TOKEN!r})")
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = context.new_page()
+    answer = page.goto(server.url + "/")
+    assert answer is not None and "script-src 'self'" in answer.headers["content-security-policy"]
+    page.locator("#bean-form button[type=submit]").click()
+    expect(page.locator("#bean-label")).to_have_text("DERMASON", timeout=WAIT_MS)
+    expect(page.locator("#records-table tbody tr").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#model-facts")).to_contain_text("holdout accuracy", timeout=WAIT_MS)
+    expect(page.locator("#confusion tr")).to_have_count(len(CLASSES) + 1)
+    assert page.evaluate("window.cspViolations") == []
+    page.screenshot(path=shots / "under-csp.png", full_page=True)
+    ran, violations = page.evaluate(INJECTION)
+    assert not ran
+    assert {violation.split()[0] for violation in violations} == {"script-src-elem", "style-src-attr"}
+    context.close()
+
+
+def test_docs_render_swagger_ui_with_every_request_to_the_service_itself(browser: Browser, server: Server,
+                                                                        shots: Path) -> None:
+    """Served under a host name (not localhost, where Swagger UI skips its online validator), every request the
+    page makes goes to the service, and Swagger UI lists each operation of the OpenAPI document."""
+    port = server.url.rsplit(":", 1)[1]
+    origin = f"http://drybeans.test:{port}"
+    document = httpx.get(f"{server.url}/docs.json").json()
+    operations = sum(len(HTTP_METHODS & set(methods)) for methods in document["paths"].values())
+    requested: list[str] = []
+    named_host = browser.browser_type.launch(executable_path=str(CHROMIUM), args=[
+        *CHROMIUM_ARGS, "--host-resolver-rules=MAP drybeans.test 127.0.0.1"])
+    try:
+        context = named_host.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(RECORD_VIOLATIONS)
+        page = context.new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        answer = page.goto(origin + "/docs")
+        assert answer is not None and answer.headers["x-frame-options"] == "DENY"
+        expect(page.locator(".opblock")).to_have_count(operations, timeout=WAIT_MS)
+        expect(page.locator(".opblock-summary-path", has_text="/v1/classify")).to_be_visible()
+        page.locator(".opblock-summary", has_text="/v1/model").click()
+        page.locator(".try-out__btn").click()
+        page.locator(".execute").click()
+        expect(page.locator(".live-responses-table tr.response .response-col_status").first).to_have_text("200",
+                                                                                               timeout=WAIT_MS)
+        page.wait_for_load_state("networkidle")
+        violations = page.evaluate("window.cspViolations")
+        page.screenshot(path=shots / "docs.png", full_page=False)
+    finally:
+        named_host.close()
+    assert operations > 10 and violations == []
+    assert f"{origin}/docs/swagger-ui/swagger-ui-bundle.js" in requested and f"{origin}/docs.json" in requested
+    assert [url for url in requested if not url.startswith(origin + "/")] == []

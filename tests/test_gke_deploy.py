@@ -164,9 +164,10 @@ def test_mysql_dry_run_prints_the_tutorial_steps_in_order(mysql_commands: list[s
         ("kubectl apply -f", "component=migration"),
         ("kubectl wait job/drybeans-migrate", "--for=condition=complete"),
         ("kubectl rollout status statefulset/drybeans ",),
-        ("kubectl get service drybeans", "loadBalancer.ingress"),
+        ("kubectl get service drybeans --namespace=drybeans",),
     ]
     assert_in_order(mysql_commands, steps)
+    assert not [c for c in mysql_commands if "loadBalancer" in c], "no public plain-HTTP address (issue #19)"
     # The one command not listed above: applying everything, just before the service's rollout.
     final_apply = mysql_commands[index_of(mysql_commands, "kubectl rollout status statefulset/drybeans ") - 1]
     assert final_apply == f"kubectl apply -f {manifests_file(mysql_commands)}"

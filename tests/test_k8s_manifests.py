@@ -366,7 +366,6 @@ def test_service_ports_probes_and_settings(manifests: list[Manifest], server: Ma
         assert server_container[probe]["timeoutSeconds"] > 0
     config = settings(manifests, server, "server")
     assert config["DRYBEANS_METRICS_PORT"] == "3001"
-    assert config["DRYBEANS_PROTECT_PREDICT"] == "false"
     assert config["DRYBEANS_MIGRATE_ON_STARTUP"] == "false"
     assert pod_spec(server)["enableServiceLinks"] is False
     env = env_by_name(server_container)
@@ -390,11 +389,10 @@ def test_the_autoscaler_owns_the_statefulsets_replica_count(manifests: list[Mani
 
 
 def test_the_public_service_exposes_the_api_port_only(
-    manifests: list[Manifest], server: Manifest, job: Manifest, variant: tuple[str, bool]
+    manifests: list[Manifest], server: Manifest, job: Manifest
 ) -> None:
-    database, ingress = variant
     public = find(manifests, "Service", "drybeans")
-    assert public["spec"]["type"] == ("LoadBalancer" if database == "mysql" and not ingress else "ClusterIP")
+    assert public["spec"]["type"] == "ClusterIP"
     assert [(p["port"], container_port(server, p["targetPort"])) for p in public["spec"]["ports"]] == [(80, 3000)]
     assert selects({"matchLabels": public["spec"]["selector"]}, pod_labels(server))
     assert not selects({"matchLabels": public["spec"]["selector"]}, pod_labels(job))
@@ -402,6 +400,33 @@ def test_the_public_service_exposes_the_api_port_only(
     assert headless["spec"]["clusterIP"] == "None"
     assert server["spec"]["serviceName"] == "drybeans-pods"
     assert {container_port(server, p["targetPort"]) for p in headless["spec"]["ports"]} == {3000, 3001}
+
+
+# --- access control (issue #19, case 14) ------------------------------------------------------------------------
+
+
+def test_every_variant_requires_the_token(manifests: list[Manifest], server: Manifest) -> None:
+    """The pod cannot start without the Secret's token (no `optional`), nor the service without a token."""
+    token = env_by_name(container(server, "server"))["DRYBEANS_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "drybeans-api", "key": "token"}, "optional: true would start pods without it"
+    assert settings(manifests, server, "server")["DRYBEANS_REQUIRE_TOKEN"] == "true"
+
+
+def test_predictions_need_the_token_where_the_service_is_public(manifests: list[Manifest], server: Manifest,
+                                                                variant: tuple[str, bool]) -> None:
+    _, ingress = variant
+    public = ingress  # the Ingress is the only way in from outside the cluster
+    assert settings(manifests, server, "server")["DRYBEANS_PROTECT_PREDICT"] == ("true" if public else "false")
+
+
+def test_nothing_is_served_outside_the_cluster_but_over_https(manifests: list[Manifest]) -> None:
+    """No Service of type LoadBalancer or NodePort, in any variant: the Ingress, HTTPS only, is the one way in."""
+    for service in (m for m in manifests if m["kind"] == "Service"):
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]
+    for ingress in (m for m in manifests if m["kind"] == "Ingress"):
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["kubernetes.io/ingress.allow-http"] == "false"
+        assert annotations["networking.gke.io/managed-certificates"]
 
 
 # --- network policies -----------------------------------------------------------------------------------------
@@ -689,4 +714,6 @@ def test_no_secret_value_is_rendered(manifests: list[Manifest]) -> None:
                     assert "value" not in entry, f"{name} has a literal value"
                     assert entry["valueFrom"]["secretKeyRef"]["name"] in {"drybeans-db", "drybeans-api"}
     for config_map in (m for m in manifests if m["kind"] == "ConfigMap"):
-        assert not [key for key in config_map["data"] if re.search("PASSWORD|TOKEN|SECRET", key, re.IGNORECASE)]
+        # A switch about the token (DRYBEANS_REQUIRE_TOKEN=true) is not a secret; anything else named so is.
+        assert not [key for key, value in config_map["data"].items()
+                    if re.search("PASSWORD|TOKEN|SECRET", key, re.IGNORECASE) and value not in ("true", "false")]

@@ -7,14 +7,18 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+import errors
 from db.spool import Spool
 from schemas import EXAMPLE_ROW
-from tests.servers import MySQLDatabase, bentoml_serve, free_port, worker_pids
+from serving.headers import SECURITY_HEADERS
+from tests.servers import BENTOML, ROOT, MySQLDatabase, bentoml_serve, free_port, worker_pids
 from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_until_drained
 
@@ -66,6 +70,33 @@ def test_metrics_on_their_own_port_are_not_on_the_api_port(trained_model_home: P
     assert {scrape.status_code for scrape in scrapes} == {200}
     assert all('bentoml_service_request_total{endpoint="/predict"' in scrape.text for scrape in scrapes)
     assert all("drybeans_spool_depth 0" in scrape.text for scrape in scrapes)
+    for answer in (on_api_port, *scrapes):  # the metrics port's answers carry the security headers too
+        assert {name: answer.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["unset", "empty"])
+def test_a_service_that_requires_a_token_refuses_to_start_without_one(trained_model_home: Path, tmp_path: Path,
+                                                                      token: str | None) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "DRYBEANS_API_TOKEN"}
+    env |= {"DRYBEANS_REQUIRE_TOKEN": "true", "DRYBEANS_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+            "DRYBEANS_SPOOL_DIR": str(tmp_path / "spool")}
+    if token is not None:
+        env["DRYBEANS_API_TOKEN"] = token
+    result = subprocess.run([str(BENTOML), "serve", "--port", str(port), "--host", "127.0.0.1"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert errors.ACCESS_NOT_CONFIGURED in result.stderr + result.stdout
+    assert not (tmp_path / "db.sqlite3").exists(), "nothing was served or stored"
+
+
+def test_a_service_that_requires_a_token_starts_with_one(trained_model_home: Path, tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(24)
+    env = {"DRYBEANS_REQUIRE_TOKEN": "true", "DRYBEANS_API_TOKEN": token,
+           "DRYBEANS_SQLITE_PATH": str(tmp_path / "db.sqlite3")}
+    with bentoml_serve(env, tmp_path) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/v1/predictions").status_code == 401
+        assert http.get("/v1/predictions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 def test_sigterm_drains_the_spool_into_the_database_before_the_server_exits(

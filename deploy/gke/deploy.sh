@@ -21,7 +21,8 @@ Deploys the drybeans BentoML image to GKE Autopilot:
      namespace and the settings above;
   8. creates the namespace and the Secrets drybeans-db and drybeans-api from the variables below;
   9. applies the configuration (and MySQL, waiting for it), runs the migration Job and waits for it;
- 10. applies the service, waits for its rollout and prints its address.
+ 10. applies the service, waits for its rollout and prints its address (with --domain) or how to
+     reach it from inside the cluster.
 Each step can be re-run: existing resources are kept, manifests are re-applied.
 
 Required (flag or environment variable):
@@ -32,7 +33,9 @@ Options:
   --database DB         mysql: MySQL in the cluster, a quick start (the default); cloudsql: Cloud SQL
                         through the Cloud SQL Auth Proxy, for production (DRYBEANS_DATABASE)
   --domain DOMAIN       serve HTTPS at DOMAIN through a GKE Ingress with a Google-managed certificate
-                        (DRYBEANS_DOMAIN); point the domain's DNS A record at the printed address
+                        (DRYBEANS_DOMAIN); point the domain's DNS A record at the printed address. Without
+                        it the service has no public address (plain HTTP would carry the token in clear);
+                        with it, predictions need the token too
   --region REGION       region of the registry, cluster and Cloud SQL (GCP_REGION, default europe-central2)
   --repository REPO     Artifact Registry repository (DRYBEANS_REPOSITORY, default drybeans-repo)
   --cluster NAME        Autopilot cluster (DRYBEANS_CLUSTER, default drybeans-cluster)
@@ -48,7 +51,9 @@ Options:
 Secrets, from the environment only (required, also with --dry-run; never printed):
   DRYBEANS_APP_DB_PASSWORD, DRYBEANS_MIGRATOR_DB_PASSWORD   the service's and the migrator's MySQL users
   DRYBEANS_MYSQL_ROOT_PASSWORD                              MySQL's root user (--database mysql only)
-  DRYBEANS_API_TOKEN                                        the bearer token for reads and /metrics
+  DRYBEANS_API_TOKEN                                        the bearer token for reads and /metrics (and
+                                                            predictions with --domain); the service refuses
+                                                            to start without it
 Keep the passwords unchanged between deploys: the database users are created from them once.
 EOF
 }
@@ -435,12 +440,10 @@ print_address() {
         step "The HTTPS address: point the DNS A record of $DOMAIN at it; the certificate follows (up to an hour)"
         wait_for_address "drybeans will serve at https://$DOMAIN/ from" \
             gcloud compute addresses describe "$STATIC_ADDRESS" --global --project="$PROJECT" --format='value(address)'
-    elif [[ $DATABASE == mysql ]]; then
-        step "Waiting for the external IP of the service $SERVER"
-        wait_for_address "drybeans is serving at http://" \
-            kubectl get service "$SERVER" --namespace="$NAMESPACE" --output=jsonpath='{.status.loadBalancer.ingress[0].ip}'
     else
-        step "No public address without --domain: the service is reachable inside the cluster only"
+        # Without TLS the bearer token would cross the network in clear: no public address without --domain.
+        step "No public address without --domain: the service is reachable inside the cluster only;" \
+            "from here: kubectl port-forward service/$SERVER 3000:80 --namespace=$NAMESPACE"
         run kubectl get service "$SERVER" --namespace="$NAMESPACE"
     fi
 }
