@@ -2,14 +2,15 @@
 
 A request holds either one [n, 16] (or [16]) tensor, whatever its name ("features" in this service's metadata,
 "input-0" or "predict" as MLServer's and KServe's sklearn runtimes take it), or the 16 features as tensors of shape
-[n] (or [n, 1]) named as the dataset names them. JSON `data`, binary tensor data and gRPC contents are all decoded
-into `Tensor`s first; this module checks names, shapes, counts and values once for all of them.
+[n] (or [n, 1]) named as the dataset names them. Each transport (JSON `data`, binary tensor data, gRPC contents)
+declares its inputs as `Tensor`s; this module checks names, datatypes, shapes and the bean count before any tensor
+is decoded, then the decoded values, once for all of them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ AMBIGUOUS_INPUTS = "{count} input tensors and none is a feature name, so which o
 UNKNOWN_INPUTS = "unknown input {names}; " + INPUT_HELP
 MISSING_INPUTS = "missing input {names}; " + INPUT_HELP
 DUPLICATE_INPUT = "input {name} is given more than once"
-TOO_MANY_INPUTS = f"{{count}} input tensors; this model takes at most {len(FEATURES)}: " + INPUT_HELP
+FEATURES_NOT_ALONE = f'input "{FEATURES_INPUT}" holds all {len(FEATURES)} features: send it alone, not with {{names}}'
 WRONG_DATATYPE = "input {name} has datatype {datatype}; this model takes FP64 or FP32"
 WRONG_SHAPE = "input {name} has shape {shape}; it must be {expected}"
 DIFFERENT_LENGTHS = "the feature tensors have different lengths: {name} has {count} beans, {first} has {expected}"
@@ -43,31 +44,18 @@ OUT_OF_RANGE = "input {name}, element {index}: {value} is out of range; measurem
 
 @dataclass(frozen=True)
 class Tensor:
-    """An input tensor as the transport decoded it: `values` flat, float64, as many as `shape` needs."""
+    """An input tensor as the transport declared it; `decode()` gives its elements, flat, as many as `shape` holds
+    (called once its name, datatype and shape are known to be usable): float64 from JSON, the datatype's own width
+    from binary data."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
-    values: Matrix
-
-
-def element_count(name: str, datatype: str, shape: Sequence[int]) -> int:
-    """The number of elements `shape` holds, once the datatype and shape are known to be ones this model takes.
-
-    Called before any element is decoded, so that a tensor's declared size is checked before memory is spent on it.
-    """
-    if datatype not in ITEM_SIZES:
-        raise errors.InvalidInput(WRONG_DATATYPE.format(name=errors.shown(name), datatype=errors.shown(datatype)))
-    if not 1 <= len(shape) <= 2 or any(dimension < 0 for dimension in shape):
-        raise errors.InvalidInput(WRONG_SHAPE.format(name=errors.shown(name), shape=errors.shown(list(shape)),
-                                                     expected=f"[n, {len(FEATURES)}], [{len(FEATURES)}] or [n]"))
-    return math.prod(shape)
+    decode: Callable[[], npt.NDArray[np.floating[Any]]]
 
 
 def feature_matrix(tensors: Sequence[Tensor], max_beans: int) -> Matrix:
     """The (n, 16) matrix the tensors hold; InvalidInput naming the problem, TooLarge over `max_beans`."""
-    if len(tensors) > len(FEATURES):
-        raise errors.InvalidInput(TOO_MANY_INPUTS.format(count=len(tensors)))
     by_name: dict[str, Tensor] = {}
     for tensor in tensors:
         if tensor.name in by_name:
@@ -76,6 +64,9 @@ def feature_matrix(tensors: Sequence[Tensor], max_beans: int) -> Matrix:
     named_features = [name for name in by_name if name in FEATURES]
     if len(tensors) == 1 and not named_features:
         return _matrix(tensors[0], max_beans)
+    if FEATURES_INPUT in by_name:
+        others = ", ".join(errors.shown(name) for name in by_name if name != FEATURES_INPUT)
+        raise errors.InvalidInput(FEATURES_NOT_ALONE.format(names=others))
     if not named_features:
         raise errors.InvalidInput(AMBIGUOUS_INPUTS.format(count=len(tensors)))
     unknown = [name for name in by_name if name not in FEATURES]
@@ -86,23 +77,21 @@ def feature_matrix(tensors: Sequence[Tensor], max_beans: int) -> Matrix:
         raise errors.InvalidInput(MISSING_INPUTS.format(names=", ".join(repr(name) for name in missing)))
     first = by_name[FEATURES[0]]
     count = _column_length(first)
-    parsing.check_count(count, max_beans)
-    columns = []
     for name in FEATURES:
-        tensor = by_name[name]
-        length = _column_length(tensor)
+        length = _column_length(by_name[name])
         if length != count:
             raise errors.InvalidInput(DIFFERENT_LENGTHS.format(name=repr(name), count=length, first=repr(first.name),
                                                                expected=count))
-        columns.append(_checked(tensor))
-    return np.column_stack(columns)
+    parsing.check_count(count, max_beans)
+    return np.column_stack([_checked(by_name[name]) for name in FEATURES])
 
 
 def _matrix(tensor: Tensor, max_beans: int) -> Matrix:
     """One tensor holding whole beans: [n, 16], or one bean as [16]."""
+    _check_datatype(tensor)
     width = len(FEATURES)
-    if tensor.shape not in ((width,), (tensor.shape[0], width)):
-        raise errors.InvalidInput(WRONG_SHAPE.format(name=errors.shown(tensor.name), shape=list(tensor.shape),
+    if tensor.shape not in ((width,), (tensor.shape[0], width)) or tensor.shape[0] < 0:
+        raise errors.InvalidInput(WRONG_SHAPE.format(name=errors.shown(tensor.name), shape=_shown_shape(tensor),
                                                      expected=f"[n, {width}] or [{width}]"))
     count = 1 if len(tensor.shape) == 1 else tensor.shape[0]
     parsing.check_count(count, max_beans)
@@ -110,19 +99,34 @@ def _matrix(tensor: Tensor, max_beans: int) -> Matrix:
 
 
 def _column_length(tensor: Tensor) -> int:
-    if tensor.shape[1:] in ((), (1,)):
+    _check_datatype(tensor)
+    if tensor.shape[:1] and tensor.shape[0] >= 0 and tensor.shape[1:] in ((), (1,)):
         return tensor.shape[0]
-    raise errors.InvalidInput(WRONG_SHAPE.format(name=repr(tensor.name), shape=list(tensor.shape),
+    raise errors.InvalidInput(WRONG_SHAPE.format(name=repr(tensor.name), shape=_shown_shape(tensor),
                                                  expected="[n] or [n, 1]"))
 
 
+def _check_datatype(tensor: Tensor) -> None:
+    if tensor.datatype not in ITEM_SIZES:
+        raise errors.InvalidInput(WRONG_DATATYPE.format(name=errors.shown(tensor.name),
+                                                        datatype=errors.shown(tensor.datatype)))
+
+
+def _shown_shape(tensor: Tensor) -> str:
+    return errors.clipped(str(list(tensor.shape)))
+
+
 def _checked(tensor: Tensor) -> Matrix:
-    """The tensor's values, refused when any is not finite or outside the measurements' range."""
-    values = tensor.values
+    """The tensor's values in float64, refused when any is not finite or outside the measurements' range. FP32 values
+    are taken as float32 (what a client's float32 array holds), then computed in float64."""
+    decoded = tensor.decode()
+    values = decoded.astype(np.float64, copy=False)
     bad = ~np.isfinite(values) | (np.abs(values) > MAX_MAGNITUDE)
     if bad.any():
         index = int(np.argmax(bad))
         message = OUT_OF_RANGE if math.isfinite(values[index]) else NOT_FINITE
         raise errors.InvalidInput(message.format(name=errors.shown(tensor.name), index=index, value=values[index],
                                                  limit=MAX_MAGNITUDE))
+    if tensor.datatype == "FP32" and decoded.dtype != np.float32:
+        return values.astype(np.float32).astype(np.float64)
     return values

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import hmac
-import struct
-from collections.abc import Awaitable, Callable, Sequence
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import bentoml
@@ -24,11 +24,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import errors
 from errors import ApiError, logger
-from protocol import arrays, tensors
+from protocol import arrays, binary, tensors
 from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from protocol.routes import PLATFORM, ModelNotFound
-from protocol.schemas import REQUEST_ID, STORE, STORED
+from protocol.schemas import MAX_INPUTS, REQUEST_ID, STORE, STORED
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 SERVER_NAME = "drybeans"
@@ -37,6 +37,7 @@ STATUS_BY_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UN
                   413: grpc.StatusCode.INVALID_ARGUMENT, 415: grpc.StatusCode.INVALID_ARGUMENT,
                   422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
 AUTHORIZATION_MISSING = "this call needs a token: send the metadata authorization: Bearer <token>"
+TOO_MANY_INPUTS = "{count} input tensors; send at most {limit}: one [n, 16] tensor, or the 16 features as [n] tensors"
 RAW_AND_TYPED = "send every input's data either in raw_input_contents or in its contents, not both"
 RAW_COUNT = "{count} raw_input_contents for {inputs} inputs: send one per input, in the inputs' order"
 RAW_SIZE = "input {name}: raw_input_contents holds {size} bytes; shape {shape} of {datatype} needs {expected}"
@@ -146,7 +147,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         store = _store(request.parameters)
         names = tensors.requested_outputs(list(request.outputs) or None)
         raw = len(request.raw_input_contents) > 0
-        rows = arrays.feature_matrix(input_tensors(request, self.service.max_beans), self.service.max_beans)
+        rows = arrays.feature_matrix(input_tensors(request), self.service.max_beans)
         classifier = self.service.classifier
         labels, scores = classifier.classify(rows)
         recorded = await self.service.recorder.record(rows, labels) if store else None
@@ -177,47 +178,38 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise Forbidden(errors.AUTHORIZATION_REFUSED)
 
 
-def input_tensors(request: pb.ModelInferRequest, max_beans: int) -> list[arrays.Tensor]:
-    """The request's inputs decoded from raw_input_contents or typed contents, each size checked first."""
+def input_tensors(request: pb.ModelInferRequest) -> list[arrays.Tensor]:
+    """The request's inputs, declared for decoding from raw_input_contents (one per input) or typed contents."""
     inputs, raw = request.inputs, request.raw_input_contents
-    if len(inputs) > len(arrays.FEATURES):
-        raise errors.InvalidInput(arrays.TOO_MANY_INPUTS.format(count=len(inputs)))
+    if len(inputs) > MAX_INPUTS:  # as REST's schema bounds them
+        raise errors.InvalidInput(TOO_MANY_INPUTS.format(count=len(inputs), limit=MAX_INPUTS))
     if raw and len(raw) != len(inputs):
         raise errors.InvalidInput(RAW_COUNT.format(count=len(raw), inputs=len(inputs)))
-    limit = max_beans * len(arrays.FEATURES)
-    decoded = []
-    for index, tensor in enumerate(inputs):
-        shape = tuple(tensor.shape)
-        count = arrays.element_count(tensor.name, tensor.datatype, shape)
-        if count > limit:  # more beans than a request may hold: refuse before decoding a byte
-            raise errors.TooLarge(errors.TOO_MANY_BEANS.format(count=count // len(arrays.FEATURES), limit=max_beans))
-        if raw:
-            if tensor.HasField("contents"):
-                raise errors.InvalidInput(RAW_AND_TYPED)
-            values = _from_raw(tensor, shape, count, raw[index])
-        else:
-            values = _from_contents(tensor, shape, count)
-        decoded.append(arrays.Tensor(tensor.name, tensor.datatype, shape, values))
-    return decoded
+    if raw and any(tensor.HasField("contents") for tensor in inputs):
+        raise errors.InvalidInput(RAW_AND_TYPED)
+    return [arrays.Tensor(tensor.name, tensor.datatype, tuple(tensor.shape),
+                          functools.partial(_from_raw, tensor, raw[index]) if raw
+                          else functools.partial(_from_contents, tensor))
+            for index, tensor in enumerate(inputs)]
 
 
-def _from_raw(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...], count: int,
-              data: bytes) -> npt.NDArray[np.float64]:
-    expected = count * arrays.ITEM_SIZES[tensor.datatype]
+def _from_raw(tensor: pb.ModelInferRequest.InferInputTensor, data: bytes) -> npt.NDArray[np.floating[Any]]:
+    expected = math.prod(tensor.shape) * arrays.ITEM_SIZES[tensor.datatype]
     if len(data) != expected:
-        raise errors.InvalidInput(RAW_SIZE.format(name=errors.shown(tensor.name), size=len(data), shape=list(shape),
-                                                  datatype=tensor.datatype, expected=expected))
-    return np.frombuffer(data, dtype=arrays.DTYPES[tensor.datatype]).astype(np.float64)
+        raise errors.InvalidInput(RAW_SIZE.format(name=errors.shown(tensor.name), size=len(data),
+                                                  shape=list(tensor.shape), datatype=tensor.datatype,
+                                                  expected=expected))
+    return np.frombuffer(data, dtype=arrays.DTYPES[tensor.datatype])
 
 
-def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...],
-                   count: int) -> npt.NDArray[np.float64]:
+def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> npt.NDArray[np.floating[Any]]:
     field = "fp64_contents" if tensor.datatype == "FP64" else "fp32_contents"
-    contents = getattr(tensor.contents, field)
-    if len(contents) != count:
+    contents, expected = getattr(tensor.contents, field), math.prod(tensor.shape)
+    if len(contents) != expected:
         raise errors.InvalidInput(CONTENTS_SIZE.format(name=errors.shown(tensor.name), field=field,
-                                                       count=len(contents), shape=list(shape), expected=count))
-    return np.array(contents, dtype=arrays.DTYPES[tensor.datatype]).astype(np.float64)
+                                                       count=len(contents), shape=list(tensor.shape),
+                                                       expected=expected))
+    return np.array(contents, dtype=arrays.DTYPES[tensor.datatype])
 
 
 def _store(parameters: Any) -> bool:
@@ -237,7 +229,7 @@ def _add_output(response: pb.ModelInferResponse, name: str, classifier: Any, lab
         output.datatype, output.shape[:] = "BYTES", [len(labels)]
         encoded = [label.encode() for label in labels.tolist()]
         if raw:
-            response.raw_output_contents.append(length_prefixed(encoded))
+            response.raw_output_contents.append(binary.length_prefixed(encoded))
         else:
             output.contents.bytes_contents.extend(encoded)
         return
@@ -248,11 +240,6 @@ def _add_output(response: pb.ModelInferResponse, name: str, classifier: Any, lab
         response.raw_output_contents.append(np.ascontiguousarray(table, dtype="<f8").tobytes())
     else:
         output.contents.fp64_contents.extend(table.ravel().tolist())
-
-
-def length_prefixed(elements: Sequence[bytes]) -> bytes:
-    """BYTES elements as the binary tensor format sends them: each a 4-byte little-endian length, then its bytes."""
-    return b"".join(struct.pack("<I", len(element)) + element for element in elements)
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):

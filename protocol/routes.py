@@ -2,8 +2,9 @@
 
 Every failure is `{"error": message, "code": ...}`: 400 for a malformed request (the spec's status), 404 for a
 model or version this server does not serve, 413 over the service's per-request bean limit (as its other
-endpoints), 415 for a body declared as something other than JSON. Tritonclient sends no Content-Type: a body
-without one is read as JSON, unless it comes from a web page (the body guard refuses it when there is an `Origin`).
+endpoints), 415 for a body declared as something other than JSON (or, with binary tensor data, than
+application/octet-stream). Tritonclient sends no Content-Type: a body without one is read as JSON, unless it comes
+from a web page (the body guard refuses it when there is an `Origin`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi.routing import APIRoute
 
 import errors
 from errors import ApiError, error_response, logger
-from protocol import tensors
+from protocol import binary, tensors
 from protocol.schemas import (
     REQUEST_ID,
     STORE,
@@ -35,15 +36,14 @@ from protocol.schemas import (
     ServerMetadata,
     ServerReady,
 )
+from serving.bodies import replay
 from serving.guard import summarise
 
 SERVER_NAME = "drybeans"
 PLATFORM = "sklearn_pickle"  # "<project>_<format>", information only
-BINARY_HEADER = "inference-header-content-length"  # Triton's binary tensor extension
+EXTENSIONS = ("binary_tensor_data",)  # Triton's name for the binary tensor data extension (protocol/binary.py)
 UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
 UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served!r}"
-BINARY_DATA = ("binary tensor data is not supported: send the tensors as JSON `data` "
-               "(tritonclient: set_data_from_numpy(..., binary_data=False))")
 STORE_NOT_BOOLEAN = 'parameter "store" must be true or false'
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description} for status, description in (
@@ -81,11 +81,14 @@ class V2Route(APIRoute):
 
         async def answer(request: Request) -> Response:
             try:
-                if BINARY_HEADER in request.headers:
-                    raise errors.InvalidInput(BINARY_DATA)
-                content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-                if request.method == "POST" and content_type.lower() != "application/json":
+                declared = request.headers.get(binary.HEADER)
+                content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+                if request.method == "POST" and content_type not in (
+                        ("application/json", "application/octet-stream") if declared else ("application/json",)):
                     raise UnsupportedMediaType(errors.UNSUPPORTED_MEDIA_TYPE)
+                if declared is not None:  # binary tensor data: the JSON, then the tensors' bytes
+                    json_part, request.state.binary = binary.split(await request.body(), declared)
+                    request = Request(binary.json_scope(request.scope), replay(json_part))
                 return await handler(request)
             except RequestValidationError as invalid:
                 error: ApiError = errors.InvalidInput(_summary(invalid.errors()))
@@ -127,7 +130,7 @@ def _model(name: str, version: str | None = None) -> tuple[Service, str, str]:
 @router.get("")
 async def server_metadata() -> ServerMetadata:
     """Server metadata: its name, the BentoML version serving it, and the protocol extensions it supports."""
-    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=[])
+    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=list(EXTENSIONS))
 
 
 @router.get("/health/live", responses={503: {"model": ServerLive}})
@@ -169,19 +172,24 @@ async def model_ready(model_name: str, model_version: str | None = None) -> Mode
     return ModelReady(name=name, ready=True)
 
 
-@router.post("/models/{model_name}/infer")
-@router.post("/models/{model_name}/versions/{model_version}/infer")
-async def infer(request: InferenceRequest, model_name: str, model_version: str | None = None,
-                ) -> InferenceResponse:
+@router.post("/models/{model_name}/infer", response_model=InferenceResponse)
+@router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse)
+async def infer(request: InferenceRequest, http: Request, model_name: str, model_version: str | None = None,
+                ) -> InferenceResponse | Response:
     """Classify beans. Every prediction is recorded, as by /predict, unless the request's parameters say
     `"store": false`; the response's parameters tell the rows' `request_id` and whether they were `stored`
-    (committed, spooled or skipped)."""
+    (committed, spooled or skipped).
+
+    Binary tensor data (Triton's extension, tritonclient's default): with the header `Inference-Header-Content-Length`,
+    inputs with the parameter `binary_data_size` take their bytes from after the JSON, and outputs asked with
+    `binary_data` (or all, with the request parameter `binary_data_output`) are answered the same way."""
     service, name, version = _model(model_name, model_version)
     store = (request.parameters or {}).get(STORE, True)
     if not isinstance(store, bool):
         raise errors.InvalidInput(STORE_NOT_BOOLEAN)
     names = tensors.requested_outputs(request.outputs)
-    rows = tensors.feature_matrix(request.inputs, service.max_beans)
+    as_binary = tensors.binary_outputs(request.outputs, names, request.parameters)
+    rows = tensors.feature_matrix(request.inputs, service.max_beans, getattr(http.state, "binary", None))
     labels: npt.NDArray[np.str_]
     labels, scores = service.classifier.classify(rows)
     if store:
@@ -189,10 +197,14 @@ async def infer(request: InferenceRequest, model_name: str, model_version: str |
         request_id, stored = recorded.request_id, recorded.status
     else:
         request_id, stored = "", "skipped"
-    return InferenceResponse(
-        model_name=name, model_version=version, id=request.id, parameters={REQUEST_ID: request_id, STORED: stored},
-        outputs=tensors.output_tensors(names, service.classifier.classes, labels, scores,
-                                       service.classifier.probabilities))
+    outputs, blobs = tensors.output_tensors(names, service.classifier.classes, labels, scores,
+                                            service.classifier.probabilities, as_binary)
+    answer = InferenceResponse(model_name=name, model_version=version, id=request.id,
+                               parameters={REQUEST_ID: request_id, STORED: stored}, outputs=outputs)
+    if not blobs:
+        return answer
+    content, headers = binary.body(answer.model_dump_json().encode(), blobs)
+    return Response(content, headers=headers, media_type="application/octet-stream")
 
 
 def _summary(problems: Sequence[Mapping[str, Any]]) -> str:

@@ -44,7 +44,7 @@ class ServerMetadata(BaseModel):
 
     name: str
     version: str
-    extensions: list[str] = Field(description="protocol extensions supported: none")
+    extensions: list[str] = Field(description="protocol extensions supported: binary_tensor_data")
 
 
 class ModelMetadata(BaseModel):
@@ -88,8 +88,9 @@ class RequestInput(BaseModel):
                              examples=[[1, len(FEATURES)]])
     datatype: str = Field(description="FP64 or FP32", examples=["FP64"])
     parameters: Parameters | None = None
-    data: list[Any] = Field(description="the tensor's elements, row-major: flat, or nested as the shape",
-                            examples=[EXAMPLE_ROW])
+    data: list[Any] | None = Field(None, description="the tensor's elements, row-major: flat, or nested as the "
+                                   "shape; absent when they follow the JSON as binary data (parameter "
+                                   "binary_data_size)", examples=[EXAMPLE_ROW])
 
 
 class RequestOutput(BaseModel):
@@ -115,13 +116,13 @@ class InferenceRequest(BaseModel):
 
 
 class ResponseOutput(BaseModel):
-    """One output tensor, data flat in row-major order."""
+    """One output tensor, data flat in row-major order; or, as binary data, its byte count in `binary_data_size`."""
 
     name: str
     shape: list[int]
     datatype: Datatype
     parameters: Parameters | None = Field(None, exclude_if=lambda value: value is None)
-    data: list[Any]
+    data: list[Any] | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class InferenceResponse(BaseModel):

@@ -20,6 +20,7 @@ CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 413:
          415: "unsupported_media_type", 422: "invalid_input"}
 MAX_DETAIL = 20  # validation problems listed in an error answer; the message counts the rest
 MAX_MESSAGE = 500  # characters of a foreign error message kept
+BINARY_HEADER = b"inference-header-content-length"  # V2 binary tensor data: the JSON part's length
 
 
 class RequestGuard:
@@ -32,7 +33,8 @@ class RequestGuard:
     (`\\u005b`) count too: /predict parses its `data` string as JSON again. Bodies without a Content-Type are
     counted as JSON (V2 clients such as tritonclient send none); from a web page (an `Origin` header) such a body
     is refused (415), or any page a user visits could post one. A request with two Content-Types is refused
-    (415): this guard and the application must not read different ones.
+    (415): this guard and the application must not read different ones. A V2 body with binary tensor data is
+    counted up to its `Inference-Header-Content-Length`: the JSON; the bytes after it are the tensors' elements.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_containers: int, max_json_values: int,
@@ -47,7 +49,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        content_types, declared, from_page = [], None, False
+        content_types, declared, from_page, json_length = [], None, False, None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_types.append(value)
@@ -55,6 +57,8 @@ class RequestGuard:
                 declared = value
             elif name == b"origin":
                 from_page = True
+            elif name == BINARY_HEADER and value.isdigit():
+                json_length = int(value)
         if len(content_types) > 1:
             await self._refuse(send, 415, errors.CONTENT_TYPE_REPEATED.format(count=len(content_types)))
             return
@@ -72,8 +76,9 @@ class RequestGuard:
             if body is None:
                 await self._refuse(send, 413, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
                 return
-            if is_json or untyped:
-                containers, values = json_counts(body)
+            if is_json or untyped or json_length is not None:
+                # With binary tensor data, only the JSON that starts the body is parsed; the rest is bytes.
+                containers, values = json_counts(body if json_length is None else body[:json_length])
                 if containers > self.max_json_containers:
                     await self._refuse(send, 413, errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers))
                     return

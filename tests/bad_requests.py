@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -102,6 +103,24 @@ def v2_body(shape: list[int] | None = None, data: list[Any] | None = None, datat
 
 
 V2_INFER = "/v2/models/drybean_svc/infer"
+BEAN_BYTES = struct.pack("<16d", *EXAMPLE_ROW)  # the example bean as FP64 binary tensor data
+
+
+def binary_post(name: str, status: int, says: str, *, binary_bytes: bytes = BEAN_BYTES, size: int | None = None,
+                header: str | None = "", datatype: str = "FP64", shape: list[int] | None = None,
+                data: list[Any] | None = None, outputs: list[dict[str, Any]] | None = None) -> BadRequest:
+    """A V2 request with binary tensor data as tritonclient sends it (no Content-Type), made wrong as told: `header`
+    replaces the JSON's length in Inference-Header-Content-Length (None: no header), `size` its binary_data_size."""
+    tensor: dict[str, Any] = {"name": "features", "shape": shape or [1, 16], "datatype": datatype,
+                              "parameters": {"binary_data_size": len(binary_bytes) if size is None else size}}
+    if data is not None:
+        tensor["data"] = data
+    request: dict[str, Any] = {"inputs": [tensor], "parameters": {"store": False}}
+    if outputs is not None:
+        request["outputs"] = outputs
+    json_part = as_json(request)
+    headers = () if header is None else (("Inference-Header-Content-Length", header or str(len(json_part))),)
+    return post(name, V2_INFER, status, says, json_part + binary_bytes, None, headers=headers)
 GOOD_DATA = json.dumps([EXAMPLE_ROW])  # a valid tutorial `data` string: only the envelope is wrong below
 NOT_JSON = errors.DATA_NOT_JSON.split(" (")[0]  # "data is not valid JSON"
 LONG = "x" * 100_000  # a client's text that no answer may echo whole
@@ -249,12 +268,34 @@ CORPUS: list[BadRequest] = [
          v2_body(data=["@", *EXAMPLE_ROW[1:]]).replace(b'"@"', b"NaN")),
     post("v2-no-inputs", V2_INFER, 400, "inputs: List should have at least 1 item", as_json({"inputs": []})),
     post("v2-inputs-missing", V2_INFER, 400, "inputs: Field required", as_json({"id": "1"})),
-    post("v2-tensor-without-data", V2_INFER, 400, "inputs.0.data: Field required",
+    post("v2-tensor-without-data", V2_INFER, 400, "input 'features' has no data: send its elements in `data`",
          as_json({"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP64"}]})),
     post("v2-truncated-json", V2_INFER, 400, "the body is not valid JSON", b'{"inputs": ['),
     post("v2-store-not-boolean", V2_INFER, 400, 'parameter "store" must be true or false',
          v2_body(parameters={"store": "no"})),
     post("v2-text-plain", V2_INFER, 415, JSON, v2_body(), "text/plain"),
+    post("v2-ambiguous-inputs", V2_INFER, 400, "2 input tensors and none is a feature name", as_json({"inputs": [
+        {"name": name, "shape": [1, 16], "datatype": "FP64", "data": EXAMPLE_ROW} for name in ("a", "b")]})),
+    # Binary tensor data (Inference-Header-Content-Length): every size checked before a byte is read
+    binary_post("v2-binary-short", 400, "its 128 bytes run past the end of the body (120 bytes left)",
+                binary_bytes=BEAN_BYTES[:120], size=128),
+    binary_post("v2-binary-long", 400, "8 bytes of binary data follow the last binary input",
+                binary_bytes=BEAN_BYTES + BEAN_BYTES[:8], size=128),
+    binary_post("v2-binary-size-not-the-shapes", 400, "binary_data_size is 120; shape [1, 16] of FP64 needs 128",
+                binary_bytes=BEAN_BYTES[:120], size=120),
+    binary_post("v2-binary-size-negative", 400, "binary_data_size must be a whole number of bytes, not -1", size=-1),
+    binary_post("v2-binary-header-past-the-body", 400, "Inference-Header-Content-Length is '100000'; it must be",
+                header="100000"),
+    binary_post("v2-binary-header-not-a-number", 400, "Inference-Header-Content-Length is '12a'; it must be",
+                header="12a"),
+    binary_post("v2-binary-bytes-with-a-bad-length-prefix", 400, "datatype 'BYTES'; this model takes FP64 or FP32",
+                binary_bytes=b"\xff\xff\xff\x7fSEKER", datatype="BYTES", shape=[1]),
+    binary_post("v2-binary-size-and-data", 400, "has both binary_data_size and data", data=EXAMPLE_ROW),
+    binary_post("v2-binary-size-without-the-header", 400, "has binary_data_size but the request has no "
+                "Inference-Header-Content-Length", binary_bytes=b"", size=128, header=None),
+    binary_post("v2-binary-output-flag-not-a-boolean", 400, "parameter binary_data must be true or false",
+                outputs=[{"name": "label", "parameters": {"binary_data": "yes"}}]),
+    post("v2-octet-stream-without-the-header", V2_INFER, 415, JSON, BEAN_BYTES, "application/octet-stream"),
     # Over the default limits
     post("10001-beans", "/predict", 413, errors.TOO_MANY_BEANS.format(count=10_001, limit=DEFAULT_MAX_BEANS),
          as_json({"data": [EXAMPLE_ROW] * (DEFAULT_MAX_BEANS + 1)})),
@@ -284,7 +325,8 @@ CORPUS: list[BadRequest] = [
     post("v2-long-datatype", V2_INFER, 400, f"datatype {errors.shown(LONG)}; this model takes FP64 or FP32",
          v2_body(datatype=LONG)),
     post("v2-long-input-name", V2_INFER, 400, f"unknown input {errors.shown(LONG)};", as_json({"inputs": [
-        {"name": LONG, "shape": [1, 16], "datatype": "FP64", "data": EXAMPLE_ROW}]})),
+        {"name": LONG, "shape": [1], "datatype": "FP64", "data": [1.0]},
+        {"name": "Area", "shape": [1], "datatype": "FP64", "data": [1.0]}]})),
     post("v2-long-output-name", V2_INFER, 400, f"unknown output {errors.shown(LONG)};",
          v2_body(outputs=[{"name": LONG}])),
     post("v2-long-model-name", f"/v2/models/{LONG[:4000]}/infer", 404, f"unknown model {errors.shown(LONG)};",

@@ -100,9 +100,8 @@ def named_inputs(count: int) -> bytes:
                                   for i in range(count)]}).encode()
 
 
-def features_body(data: Any = EXAMPLE_ROW, datatype: str = "FP64", name: str = "features",
-                  **fields: Any) -> bytes:
-    return json.dumps({"inputs": [{"name": name, "shape": [1, 16], "datatype": datatype, "data": data}],
+def features_body(data: Any = EXAMPLE_ROW, datatype: str = "FP64", **fields: Any) -> bytes:
+    return json.dumps({"inputs": [{"name": "features", "shape": [1, 16], "datatype": datatype, "data": data}],
                        "parameters": {"store": False}, **fields}).encode()
 
 
@@ -142,7 +141,10 @@ ABUSE = {
     "3.9M-v2-numbers": (V2_INFER, features_body(data=[1] * 3_900_000), JSON, 413, "JSON values"),
     # case 6: client text was echoed whole into the answer (8 MB, 24 MB)
     "8MB-v2-datatype": (V2_INFER, features_body(datatype="X" * 8_000_000), JSON, 400, "datatype 'XXXX"),
-    "8MB-v2-input-name": (V2_INFER, features_body(name="n" * 8_000_000), JSON, 400, "unknown input 'nnnn"),
+    "8MB-v2-input-name": (V2_INFER, json.dumps({"inputs": [  # beside a feature's tensor: an unknown input
+        {"name": "Area", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        {"name": "n" * 8_000_000, "shape": [1], "datatype": "FP64", "data": [1.0]}]}).encode(), JSON, 400,
+                          "unknown input 'nnnn"),
     "8MB-v2-output-name": (V2_INFER, features_body(outputs=[{"name": "o" * 8_000_000}]), JSON, 400,
                            "unknown output 'oooo"),
     "8MB-feedback-variety": ("/v1/feedback", json.dumps({"items": [{"record_id": 1, "variety": "V" * 8_000_000}]})

@@ -110,3 +110,15 @@ def test_values_are_counted_by_their_commas() -> None:
     assert (status, body["error"]) == (413, errors.TOO_MANY_VALUES.format(limit=20))
     status, body = guarded("/predict", b'{"data": "' + b"\\u002c" * 21 + b'"}', [JSON_TYPE])
     assert (status, body["error"]) == (413, errors.TOO_MANY_VALUES.format(limit=20))
+
+
+def test_binary_tensor_data_is_counted_up_to_the_json_only() -> None:
+    """The bytes after Inference-Header-Content-Length are the tensors' elements, whatever bytes they hold; the JSON
+    before them is counted as any JSON body."""
+    binary = (b"[{," * 100)
+    header = (b"inference-header-content-length", b"2")
+    assert guarded("/v2/models/m/infer", b"{}" + binary, [header])[0] == 299
+    assert guarded("/v2/models/m/infer", b"{}" + binary, [header, (b"content-type", b"application/octet-stream")]
+                   )[0] == 299
+    assert guarded("/v2/models/m/infer", b"[" * 11 + binary, [(header[0], b"11")])[0] == 413
+    assert guarded("/v2/models/m/infer", b"{}" + binary, [])[0] == 413  # no header: all of it is JSON

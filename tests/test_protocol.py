@@ -44,6 +44,15 @@ def refused(inputs: list[RequestInput], max_beans: int = 100) -> str:
     return caught.value.message
 
 
+@pytest.mark.parametrize(("name", "shape", "data"), [
+    ("input-0", [2, 16], ROWS.tolist()), ("predict", [2, 16], ROWS.ravel().tolist()), ("x", [16], ROWS[0].tolist())],
+    ids=["mlserver", "kserve", "one-bean"])
+def test_one_tensor_of_whole_beans_under_any_name(name, shape, data) -> None:
+    """As MLServer's and KServe's sklearn runtimes take it: the one input tensor, whatever its name."""
+    matrix = tensors.feature_matrix([RequestInput(name=name, shape=shape, datatype="FP64", data=data)], 100)
+    np.testing.assert_array_equal(matrix, ROWS[:len(matrix)])
+
+
 @pytest.mark.parametrize("data", [ROWS.ravel().tolist(), ROWS.tolist()], ids=["flat", "nested"])
 def test_one_features_tensor_flat_or_nested(data) -> None:
     np.testing.assert_array_equal(tensors.feature_matrix([features(data)], 100), ROWS)
@@ -82,13 +91,16 @@ def test_integers_are_numbers() -> None:
     ([features(ROWS.tolist()), columns(ROWS)[0]], "send it alone, not with 'Area'"),
     (columns(ROWS)[1:], "missing input 'Area'"),
     ([*columns(ROWS), RequestInput(name="Colour", shape=[2], datatype="FP64", data=[1, 2])], "unknown input 'Colour'"),
-    ([RequestInput(name="input-0", shape=[2, 16], datatype="FP64", data=ROWS.tolist())], "unknown input 'input-0'"),
+    ([RequestInput(name="a", shape=[2, 16], datatype="FP64", data=ROWS.tolist()),
+      RequestInput(name="b", shape=[2, 16], datatype="FP64", data=ROWS.tolist())], "2 input tensors and none is a "
+     "feature name, so which one holds the beans?"),
+    ([features(ROWS.ravel().tolist(), [-2, 16])], "shape [-2, 16]; it must be [n, 16] or [16]"),
     ([*columns(ROWS)[1:], RequestInput(name="Area", shape=[3], datatype="FP64", data=[1, 2, 3])],
      "different lengths: 'Perimeter' has 2 beans, 'Area' has 3"),
     ([*columns(ROWS)[:-1], RequestInput(name="ShapeFactor4", shape=[2, 2], datatype="FP64", data=[1, 2, 3, 4])],
      "must be [n] or [n, 1]"),
 ], ids=["1-d", "15-columns", "int64", "lower-case", "short-data", "nesting", "string", "bool", "null", "nan",
-        "huge-int", "out-of-range", "duplicate", "features-and-column", "missing", "unknown", "unnamed",
+        "huge-int", "out-of-range", "duplicate", "features-and-column", "missing", "unknown", "ambiguous", "negative",
         "lengths", "column-shape"])
 def test_bad_inputs_are_refused_naming_the_problem(inputs, says) -> None:
     assert says in refused(inputs)
@@ -117,13 +129,25 @@ def test_requested_outputs() -> None:
 def test_output_tensors_are_flat_row_major_with_their_columns() -> None:
     labels = np.array(["SIRA", "CALI"])
     scores = np.arange(6.0).reshape(2, 3)
-    label, probabilities = tensors.output_tensors(["label", "probabilities"], ["A", "B", "C"], labels, scores,
-                                                  lambda table: table / 10)
+    (label, probabilities), blobs = tensors.output_tensors(["label", "probabilities"], ["A", "B", "C"], labels,
+                                                           scores, lambda table: table / 10)
+    assert blobs == []
     assert label.model_dump(exclude_none=True) == {"name": "label", "shape": [2], "datatype": "BYTES",
                                                    "data": ["SIRA", "CALI"]}
     assert probabilities.shape == [2, 3] and probabilities.datatype == "FP64"
     assert probabilities.data == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     assert probabilities.parameters == {"columns": "A,B,C"}
+
+
+def test_binary_outputs_are_little_endian_bytes_and_length_prefixed_strings() -> None:
+    labels = np.array(["SIRA", "CALI"])
+    scores = np.arange(6.0).reshape(2, 3)
+    (label, probabilities), blobs = tensors.output_tensors(
+        ["label", "probabilities"], ["A", "B", "C"], labels, scores, lambda table: table / 10,
+        frozenset({"label", "probabilities"}))
+    assert blobs == [b"\x04\x00\x00\x00SIRA\x04\x00\x00\x00CALI", (scores / 10).astype("<f8").tobytes()]
+    assert label.data is None and label.parameters == {"binary_data_size": 16}
+    assert probabilities.parameters == {"columns": "A,B,C", "binary_data_size": 48}
 
 
 def test_metadata_describes_the_batch_dimension_as_minus_one() -> None:
@@ -145,7 +169,7 @@ LONG = "x" * 1_000_000
 
 @pytest.mark.parametrize(("inputs", "says"), [
     ([features(ROWS.tolist(), datatype=LONG)], f"datatype {errors.shown(LONG)};"),
-    ([RequestInput(name=LONG, shape=[2, 16], datatype="FP64", data=ROWS.tolist())],
+    ([*columns(ROWS)[1:], RequestInput(name=LONG, shape=[2], datatype="FP64", data=[1.0, 2.0])],
      f"unknown input {errors.shown(LONG)};"),
     ([features([LONG, *ROWS.ravel().tolist()[1:]])], f"element 0: {errors.clipped(json.dumps(LONG))} is not a number"),
 ], ids=["datatype", "name", "element"])

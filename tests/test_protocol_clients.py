@@ -66,7 +66,7 @@ def test_tritonclient_health_and_metadata(server: Server, version: str) -> None:
     assert client.is_model_ready("drybean_svc") and client.is_model_ready("drybean_svc", version)
     assert not client.is_model_ready("iris")
     assert client.get_server_metadata() == {"name": "drybeans", "version": client.get_server_metadata()["version"],
-                                            "extensions": []}
+                                            "extensions": ["binary_tensor_data"]}
     metadata = client.get_model_metadata("drybean_svc", version)
     assert metadata["name"] == "drybean_svc" and metadata["versions"] == [version]
     assert metadata["inputs"] == [{"name": "features", "datatype": "FP64", "shape": [-1, 16]}]
@@ -127,10 +127,72 @@ def test_tritonclient_sees_the_errors(server: Server, holdout: np.ndarray) -> No
     with pytest.raises(InferenceServerException, match="unknown output 'proba'") as caught:
         client.infer("drybean_svc", [features], outputs=[triton.InferRequestedOutput("proba", binary_data=False)])
     assert caught.value.status() == "400"
-    binary = triton.InferInput("features", [2, 16], "FP64")
-    binary.set_data_from_numpy(holdout[:2])  # Triton's binary extension, which this server does not offer
-    with pytest.raises(InferenceServerException, match="binary_data=False"):
-        client.infer("drybean_svc", [binary])
+
+
+@pytest.fixture(scope="module")
+def json_outputs(server: Server, holdout: np.ndarray) -> dict[str, bytes]:
+    """The REST JSON path's scores and probabilities for the held-out beans, as float64 bytes."""
+    with server.client() as http:
+        answer = http.post("/v2/models/drybean_svc/infer", json={
+            "parameters": {"store": False},
+            "inputs": [{"name": "features", "shape": list(holdout.shape), "datatype": "FP64",
+                        "data": holdout.ravel().tolist()}]}).json()
+    return {output["name"]: np.array(output["data"], dtype="<f8").tobytes() for output in answer["outputs"]
+            if output["datatype"] == "FP64"}
+
+
+def test_tritonclient_with_its_defaults_gets_predicts_labels_and_the_json_paths_numbers(
+        server: Server, holdout: np.ndarray, predict_labels: list[str], json_outputs: dict[str, bytes]) -> None:
+    """Binary tensor data both ways, as tritonclient sends it unless told otherwise; any input name."""
+    features = triton.InferInput("input-0", list(holdout.shape), "FP64")
+    features.set_data_from_numpy(holdout)
+    result = triton_client(server).infer("drybean_svc", [features], parameters={"store": False})
+    assert result.as_numpy("label").astype(str).tolist() == predict_labels
+    assert result.as_numpy("probabilities").astype("<f8").tobytes() == json_outputs["probabilities"]
+    assert result.as_numpy("scores").astype("<f8").tobytes() == json_outputs["scores"]
+    assert all("binary_data_size" in output["parameters"] for output in result.get_response()["outputs"])
+
+
+def test_binary_predictions_are_stored_exactly_once(server: Server, holdout: np.ndarray,
+                                                     mysql_db: MySQLDatabase) -> None:
+    features = triton.InferInput("features", [30, 16], "FP64")
+    features.set_data_from_numpy(holdout[:30])
+    before = rows_in_table(mysql_db)
+    result = triton_client(server).infer("drybean_svc", [features], outputs=[triton.InferRequestedOutput("label")])
+    parameters = result.get_response()["parameters"]
+    assert parameters["stored"] == "committed"
+    assert rows_in_table(mysql_db) == before + 30
+    with mysql_db.engine().connect() as connection:
+        stored = connection.scalars(text("SELECT name FROM drybeans WHERE request_id = :id ORDER BY bean_index"),
+                                    {"id": parameters["request_id"]}).all()
+    assert stored == result.as_numpy("label").astype(str).tolist()
+
+
+def test_a_request_written_for_mlservers_sklearn_runtime_is_answered(server: Server, holdout: np.ndarray,
+                                                                      predict_labels: list[str]) -> None:
+    """Verbatim as MLServer 1.7 takes it: one tensor named input-0."""
+    with server.client() as http:
+        answer = http.post("/v2/models/drybean_svc/infer", json={
+            "inputs": [{"name": "input-0", "shape": [1, 16], "datatype": "FP64", "data": holdout[0].tolist()}],
+            "parameters": {"store": False}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == predict_labels[:1]
+
+
+def test_kserve_rest_client_sends_binary_tensors(server: Server, holdout: np.ndarray,
+                                                  predict_labels: list[str]) -> None:
+    async def infer() -> list[str]:
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=120))
+        try:
+            features = InferInput("predict", list(holdout.shape), "FP64")
+            features.set_data_from_numpy(holdout)  # binary_data=True, the SDK's default
+            request = InferRequest(model_name="drybean_svc", infer_inputs=[features], parameters={"store": False})
+            response = await client.infer(server.url, request, model_name="drybean_svc")
+            return [str(label) for label in response.outputs[0].as_numpy().astype(str).tolist()]
+        finally:
+            await client.close()
+
+    assert asyncio.run(infer()) == predict_labels
 
 
 def test_kserve_rest_client_health_metadata_and_infer(server: Server, holdout: np.ndarray,
