@@ -1,5 +1,6 @@
 """deploy/compose for real: MySQL stand-in, one-shot migration, the app; data survives `down` and `up`; nothing
-starts without an API token, and predictions need it (issue #19, case 14)."""
+starts without an API token, and predictions need it (issue #19, case 14); V2 over gRPC is published beside the
+HTTP API, on the same address, under the same token (issue #20)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.container import harness
 from tests.support import require
@@ -24,16 +27,17 @@ COMPOSE_FILE = harness.ROOT / "deploy" / "compose" / "docker-compose.yml"
 EXAMPLE_ENV = COMPOSE_FILE.with_name(".env.example")
 HEALTHY_TIMEOUT_SECONDS = 240
 COMPOSE_TIMEOUT_SECONDS = 300
-
+API_PORT, GRPC_PORT = 3000, 3002
 
 
 @dataclass(frozen=True)
 class Compose:
-    """docker-compose bound to one isolated project: its file, env file, name and published app port."""
+    """docker-compose bound to one isolated project: its file, env file, name and published app ports."""
 
     command: list[str]
     env: dict[str, str]
     port: int
+    grpc_port: int
 
     def __call__(self, *args: str) -> str:
         """Run a docker-compose subcommand to completion; its stdout."""
@@ -56,7 +60,31 @@ def test_the_example_is_closed_by_default() -> None:
     assert app["environment"]["DRYBEANS_REQUIRE_TOKEN"] == "true"
     assert app["environment"]["DRYBEANS_PROTECT_PREDICT"] == "true"
     assert app["environment"]["DRYBEANS_API_TOKEN"]
-    assert [str(port).split(":")[0] for port in app["ports"]] == ["127.0.0.1"]
+    assert [str(port).split(":")[0] for port in app["ports"]] == ["127.0.0.1", "127.0.0.1"]
+
+
+def published(bind: str | None = None, grpc_host_port: str | None = None) -> tuple[set[tuple[str, int, int]], str]:
+    """The app's published ports as (address, host port, container port), and its DRYBEANS_GRPC_PORT, as
+    docker-compose renders them with .env.example and these overrides from the environment."""
+    overrides = {name: value for name, value in (("DRYBEANS_BIND", bind), ("DRYBEANS_GRPC_HOST_PORT", grpc_host_port))
+                 if value is not None}
+    rendered = yaml.safe_load(harness.run(["docker-compose", "--file", str(COMPOSE_FILE), "--env-file",
+                                           str(EXAMPLE_ENV), "config"], env={**os.environ, **overrides}))
+    app = rendered["services"]["app"]
+    ports: set[tuple[str, int, int]] = set()
+    for port in app["ports"]:
+        address, host, container = str(port).removesuffix("/tcp").split(":")
+        ports.add((address, int(host), int(container)))
+    return ports, app["environment"]["DRYBEANS_GRPC_PORT"]
+
+
+def test_grpc_is_published_like_the_api_on_the_bind_address() -> None:
+    """Issue #20: the app serves V2 over gRPC on 3002, published beside 3000, on DRYBEANS_BIND (loopback unless
+    changed), on the host port DRYBEANS_GRPC_HOST_PORT."""
+    require(shutil.which("docker-compose") is not None, "docker-compose (tests/container/start_dockerd.sh)")
+    assert published() == ({("127.0.0.1", 3000, API_PORT), ("127.0.0.1", 3002, GRPC_PORT)}, str(GRPC_PORT))
+    ports, _ = published(bind="0.0.0.0", grpc_host_port="4002")
+    assert ports == {("0.0.0.0", 3000, API_PORT), ("0.0.0.0", 4002, GRPC_PORT)}
 
 
 @pytest.fixture(scope="session")  # session: checked before the session-scoped model is trained
@@ -112,12 +140,12 @@ def compose(images: dict[str, str], credentials: dict[str, str], docker_env: dic
     """docker-compose on an isolated project with its own env file and port; `down -v` after."""
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in credentials.items()))
-    port = harness.free_port()
-    env = {**docker_env, **images, "DRYBEANS_PORT": str(port)}
+    port, grpc_port = harness.free_port(), harness.free_port()
+    env = {**docker_env, **images, "DRYBEANS_PORT": str(port), "DRYBEANS_GRPC_HOST_PORT": str(grpc_port)}
     base = ["docker-compose", "--file", str(COMPOSE_FILE), "--env-file", str(env_file),
             "--project-name", f"drybeans-test-{secrets.token_hex(4)}"]
     try:
-        yield Compose(base, env, port)
+        yield Compose(base, env, port, grpc_port)
     finally:
         logs = subprocess.run([*base, "logs", "--no-color", "--tail=40"], env=env, capture_output=True, text=True,
                               timeout=60, check=False)
@@ -157,6 +185,27 @@ def predict(compose: Compose, token: str | None) -> httpx.Response:
                       timeout=30)
 
 
+def grpc_health(compose: Compose) -> int:
+    """grpc.health.v1 Check of the whole server through the published gRPC port: its status."""
+    with grpc.insecure_channel(f"127.0.0.1:{compose.grpc_port}") as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        return int(response.status)
+
+
+def grpc_infer_status(compose: Compose, token: str | None) -> grpc.StatusCode:
+    """The status of an empty V2 ModelInfer through the published gRPC port, with the bearer token unless None.
+
+    Sent as raw bytes (b"" is the empty message): this process must not import the V2 stubs (see the brief on
+    descriptor clashes). The token is checked first; with it, the empty request names no model: NOT_FOUND."""
+    metadata = [("authorization", f"Bearer {token}")] if token is not None else []
+    with grpc.insecure_channel(f"127.0.0.1:{compose.grpc_port}") as channel:
+        try:
+            channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(b"", metadata=metadata, timeout=10)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
 def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, credentials: dict[str, str],
                                                             docker_env: dict[str, str]) -> None:
     """Migrate runs once and exits 0, the app predicts and records, and the row survives `down` then `up`."""
@@ -168,6 +217,13 @@ def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, cr
     response = predict(compose, credentials["DRYBEANS_API_TOKEN"])
     assert response.status_code == 200, response.text
     assert response.json() == harness.TUTORIAL_ANSWER
+    assert recorded_names(compose, credentials) == ["DERMASON"]
+
+    # V2 over gRPC on its published port, on loopback only, under the same token as /predict (issue #20).
+    assert compose("port", "app", str(GRPC_PORT)).strip() == f"127.0.0.1:{compose.grpc_port}"
+    assert grpc_health(compose) == health_pb2.HealthCheckResponse.SERVING
+    assert grpc_infer_status(compose, None) == grpc.StatusCode.UNAUTHENTICATED, "predictions need the token"
+    assert grpc_infer_status(compose, credentials["DRYBEANS_API_TOKEN"]) == grpc.StatusCode.NOT_FOUND
     assert recorded_names(compose, credentials) == ["DERMASON"]
 
     compose("down", "--timeout=20")

@@ -325,6 +325,30 @@ def test_names_in_the_commands_are_those_the_manifests_define(
 
 
 @pytest.mark.parametrize("database", ["mysql", "cloudsql"])
+def test_the_printed_port_forwards_reach_the_api_and_grpc(
+    database: str, mysql_run: subprocess.CompletedProcess[str], cloudsql_run: subprocess.CompletedProcess[str],
+    mysql_manifests: list[Manifest], cloudsql_manifests: list[Manifest],
+) -> None:
+    """Issue #20: with or without --domain, the script says how to reach V2 over gRPC (inside the cluster only),
+    and each port-forward it prints names a Service port of the rendered manifests leading to the right pod port."""
+    run, manifests = {"mysql": (mysql_run, mysql_manifests), "cloudsql": (cloudsql_run, cloudsql_manifests)}[database]
+    assert run.returncode == 0, run.stderr
+    forwards = re.findall(r"kubectl port-forward service/(\S+) (\d+):(\d+) --namespace=(\S+)", run.stderr)
+    [server] = [m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "drybeans"]
+    pod_ports = {p["name"]: p["containerPort"] for c in server["spec"]["template"]["spec"]["containers"]
+                 for p in c.get("ports", [])}
+    reached: set[tuple[int, int]] = set()
+    for name, local, remote, namespace in forwards:
+        [service] = [m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == name]
+        assert service["metadata"]["namespace"] == namespace
+        [port] = [p for p in service["spec"]["ports"] if p["port"] == int(remote)]
+        reached.add((int(local), pod_ports[port["targetPort"]]))
+    assert (3002, 3002) in reached, run.stderr
+    # The API's port-forward stays the quick start's way in; with --domain, the HTTPS address is.
+    assert ((3000, 3000) in reached) == (database == "mysql")
+
+
+@pytest.mark.parametrize("database", ["mysql", "cloudsql"])
 def test_the_phase_selectors_split_the_manifests_as_the_script_expects(
     database: str, mysql_manifests: list[Manifest], cloudsql_manifests: list[Manifest]
 ) -> None:

@@ -24,6 +24,8 @@ K8S = REPO / "deploy" / "k8s"
 KUBERNETES_VERSIONS = ("1.30", "1.33")
 # BentoML's request timeout (its default `traffic.timeout`): the longest a request in flight may take.
 REQUEST_TIMEOUT_SECONDS = 60
+# The service's ports: the API, Prometheus, V2 over gRPC (issue #20).
+API_PORT, METRICS_PORT, GRPC_PORT = 3000, 3001, 3002
 # (database overlay, with the ingress component)
 VARIANTS = [("mysql", False), ("mysql", True), ("cloudsql", False), ("cloudsql", True)]
 VARIANT_IDS = [f"{database}{'+ingress' if ingress else ''}" for database, ingress in VARIANTS]
@@ -160,21 +162,29 @@ def peer_matches(rule_peer: dict[str, Any], peer: dict[str, Any]) -> bool:
     return namespace_ok and selects(rule_peer.get("podSelector", {}), peer["pod"])
 
 
-def rule_allows(rule: dict[str, Any], peers_key: str, peer: dict[str, Any], port: int, protocol: str) -> bool:
+def rule_covers_port(rule: dict[str, Any], port: int, protocol: str = "TCP") -> bool:
+    """Whether a rule's `ports` (absent: every port) include this one."""
     ports = rule.get("ports")
-    port_ok = ports is None or any(
-        p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in ports
-    )
+    return ports is None or any(p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in ports)
+
+
+def rule_allows(rule: dict[str, Any], peers_key: str, peer: dict[str, Any], port: int, protocol: str) -> bool:
     peers = rule.get(peers_key)
-    return port_ok and (peers is None or any(peer_matches(rule_peer, peer) for rule_peer in peers))
+    return rule_covers_port(rule, port, protocol) and (
+        peers is None or any(peer_matches(rule_peer, peer) for rule_peer in peers))
+
+
+def policies_of(manifests: list[Manifest], direction: str, pod: dict[str, str]) -> list[dict[str, Any]]:
+    """The specs of the NetworkPolicies of this direction that select `pod`."""
+    return [m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"
+            and selects(m["spec"]["podSelector"], pod) and direction in m["spec"]["policyTypes"]]
 
 
 def allowed(manifests: list[Manifest], direction: str, pod: dict[str, str], peer: dict[str, Any], port: int,
             protocol: str = "TCP") -> bool:
     """Whether the policies let `pod` (in our namespace) receive from / send to `peer` on `port`."""
     rules_key, peers_key = {"Ingress": ("ingress", "from"), "Egress": ("egress", "to")}[direction]
-    policies = [m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"
-                and selects(m["spec"]["podSelector"], pod) and direction in m["spec"]["policyTypes"]]
+    policies = policies_of(manifests, direction, pod)
     if not policies:
         return True
     return any(rule_allows(rule, peers_key, peer, port, protocol) for p in policies for rule in p.get(rules_key, []))
@@ -358,7 +368,8 @@ def test_the_grace_period_covers_prestop_the_longest_request_and_the_spool_drain
 
 def test_service_ports_probes_and_settings(manifests: list[Manifest], server: Manifest) -> None:
     server_container = container(server, "server")
-    assert {p["name"]: p["containerPort"] for p in server_container["ports"]} == {"http": 3000, "metrics": 3001}
+    assert {p["name"]: p["containerPort"] for p in server_container["ports"]} == {
+        "http": API_PORT, "metrics": METRICS_PORT, "grpc": GRPC_PORT}
     assert server_container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert server_container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert server_container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
@@ -388,18 +399,33 @@ def test_the_autoscaler_owns_the_statefulsets_replica_count(manifests: list[Mani
     assert budget["spec"]["maxUnavailable"] == 1
 
 
-def test_the_public_service_exposes_the_api_port_only(
+def test_the_public_service_exposes_the_api_and_grpc_ports_only(
     manifests: list[Manifest], server: Manifest, job: Manifest
 ) -> None:
     public = find(manifests, "Service", "drybeans")
     assert public["spec"]["type"] == "ClusterIP"
-    assert [(p["port"], container_port(server, p["targetPort"])) for p in public["spec"]["ports"]] == [(80, 3000)]
+    assert [(p["port"], container_port(server, p["targetPort"])) for p in public["spec"]["ports"]] == [
+        (80, API_PORT), (GRPC_PORT, GRPC_PORT)]
     assert selects({"matchLabels": public["spec"]["selector"]}, pod_labels(server))
     assert not selects({"matchLabels": public["spec"]["selector"]}, pod_labels(job))
     headless = find(manifests, "Service", "drybeans-pods")
     assert headless["spec"]["clusterIP"] == "None"
     assert server["spec"]["serviceName"] == "drybeans-pods"
-    assert {container_port(server, p["targetPort"]) for p in headless["spec"]["ports"]} == {3000, 3001}
+    assert {container_port(server, p["targetPort"]) for p in headless["spec"]["ports"]} == {
+        API_PORT, METRICS_PORT, GRPC_PORT}
+
+
+def test_the_server_serves_v2_over_grpc_on_3002(manifests: list[Manifest], server: Manifest) -> None:
+    """Issue #20: the setting, the container port named grpc, and both Services, as HTTP/2 in clear (h2c)."""
+    assert settings(manifests, server, "server")["DRYBEANS_GRPC_PORT"] == str(GRPC_PORT)
+    [declared] = [p for p in container(server, "server")["ports"] if p["containerPort"] == GRPC_PORT]
+    assert declared == {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}
+    for name in ("drybeans", "drybeans-pods"):
+        service = find(manifests, "Service", name)
+        assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(server))
+        [port] = [p for p in service["spec"]["ports"] if container_port(server, p["targetPort"]) == GRPC_PORT]
+        assert (port["port"], port["protocol"]) == (GRPC_PORT, "TCP"), name
+        assert port.get("appProtocol") == "kubernetes.io/h2c" or port["name"] == "grpc", name
 
 
 # --- access control (issue #19, case 14) ------------------------------------------------------------------------
@@ -488,6 +514,22 @@ def test_only_the_service_and_migration_pods_reach_mysql_on_3306(
                                                        "app.kubernetes.io/component": "server"}}
     for peer in (INTERNET, NEIGHBOUR, OTHER_NAMESPACE, MONITORING, intruder):
         assert not allowed(manifests, "Ingress", mysql, peer, 3306)
+
+
+def test_grpc_is_admitted_from_exactly_whom_the_api_is(manifests: list[Manifest], server: Manifest,
+                                                      job: Manifest) -> None:
+    """Issue #20: 3002 follows 3000's rules, not the metrics port's. Rule by rule, a rule of a policy on the
+    service's pods admits 3002 exactly when it admits 3000, so both have the same peers, whoever they are."""
+    pod = pod_labels(server)
+    rules = [rule for policy in policies_of(manifests, "Ingress", pod) for rule in policy.get("ingress", [])]
+    assert rules, "the service's pods must have an ingress policy"
+    for rule in rules:
+        assert rule_covers_port(rule, GRPC_PORT) == rule_covers_port(rule, API_PORT), rule
+        assert not rule_covers_port(rule, GRPC_PORT, "UDP"), rule
+    for peer in (INTERNET, OTHER_NAMESPACE, NEIGHBOUR, MONITORING, pod_peer(job)):
+        assert allowed(manifests, "Ingress", pod, peer, GRPC_PORT)
+        assert allowed(manifests, "Ingress", pod, peer, GRPC_PORT) == allowed(manifests, "Ingress", pod, peer,
+                                                                              API_PORT)
 
 
 # --- MySQL (quick start) ------------------------------------------------------------------------------------
@@ -681,7 +723,10 @@ def test_the_ingress_serves_https_only_to_the_api_port(rendered: dict[Any, list[
     assert "rules" not in ingress["spec"]
     public = find(manifests, "Service", "drybeans")
     assert public["metadata"]["annotations"]["cloud.google.com/neg"] == '{"ingress": true}'
-    assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
+    # gRPC is on the Service, for the cluster, but not behind the Ingress (see the README: GKE's load balancer
+    # reaches a pod over HTTP/2 only with TLS): no backend for it, no HTTP/2 backend protocol.
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http", "grpc"]
+    assert "cloud.google.com/app-protocols" not in public["metadata"]["annotations"]
 
 
 # --- the migration Job ------------------------------------------------------------------------------------------

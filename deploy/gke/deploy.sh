@@ -22,7 +22,7 @@ Deploys the drybeans BentoML image to GKE Autopilot:
   8. creates the namespace and the Secrets drybeans-db and drybeans-api from the variables below;
   9. applies the configuration (and MySQL, waiting for it), runs the migration Job and waits for it;
  10. applies the service, waits for its rollout and prints its address (with --domain) or how to
-     reach it from inside the cluster.
+     reach it from inside the cluster, and how to reach V2 over gRPC (port 3002, inside the cluster only).
 Each step can be re-run: existing resources are kept, manifests are re-applied.
 
 Required (flag or environment variable):
@@ -73,6 +73,7 @@ DATABASE_NAME=drybeans
 APP_DB_USER=drybeans_app
 MIGRATOR_DB_USER=drybeans_migrator
 STATIC_ADDRESS=drybeans-ip
+GRPC_PORT=3002
 COMPONENT_LABEL=app.kubernetes.io/component
 # Cloud SQL: the Google service account the proxy acts as, and the address range in the VPC that Google's
 # services (Cloud SQL's private IPs) are given.
@@ -446,6 +447,9 @@ print_address() {
             "from here: kubectl port-forward service/$SERVER 3000:80 --namespace=$NAMESPACE"
         run kubectl get service "$SERVER" --namespace="$NAMESPACE"
     fi
+    # The Ingress carries HTTPS to the API port only (GKE's load balancer needs TLS to a pod for HTTP/2).
+    step "V2 over gRPC stays inside the cluster (service/$SERVER port $GRPC_PORT, plaintext);" \
+        "from here: kubectl port-forward service/$SERVER $GRPC_PORT:$GRPC_PORT --namespace=$NAMESPACE"
 }
 
 main() {
