@@ -7,10 +7,15 @@ The binary and gRPC requests are built by tritonclient itself (its defaults: bin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODEL = "drybean_svc"
 INPUT = "features"
@@ -48,7 +53,17 @@ def binary_body(rows: list[list[float]], *, store: bool) -> BinaryBody:
 
 
 def grpc_request(rows: list[list[float]], *, store: bool) -> bytes:
-    """A serialized ModelInferRequest as tritonclient.grpc builds it by default: the rows in raw_input_contents."""
+    """A serialized ModelInferRequest as tritonclient.grpc builds it by default: the rows in raw_input_contents.
+
+    Built in a process of its own: tritonclient.grpc registers the protocol's protobuf messages (package `inference`),
+    which a process that has imported kserve (the test session) holds already and cannot register twice.
+    """
+    built = subprocess.run([sys.executable, "-m", "tests.benchmarks.v2_bodies"], input=json.dumps(
+        {"rows": rows, "store": store}), capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
+    return bytes.fromhex(built.stdout)
+
+
+def _build_grpc_request(rows: list[list[float]], store: bool) -> bytes:
     import tritonclient.grpc as triton_grpc
     from tritonclient.grpc._utils import _get_inference_request
 
@@ -66,3 +81,8 @@ def json_labels(answer: dict[str, Any]) -> list[str]:
     if len(found) != 1:
         raise ValueError(f"expected one BYTES output, got {[output['name'] for output in answer['outputs']]}")
     return [str(label) for label in found[0]]
+
+
+if __name__ == "__main__":  # grpc_request's builder: {"rows": ..., "store": ...} in, the request's bytes in hex out
+    given = json.load(sys.stdin)
+    print(_build_grpc_request(given["rows"], given["store"]).hex())
