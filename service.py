@@ -29,6 +29,7 @@ from errors import answers_errors, error_response, logger, quiet_client_errors
 from monitoring.metrics import exposition as monitoring_gauges
 from monitoring.routes import router as monitoring_router
 from protocol.routes import router as v2_router
+from protocol.shortcut import InferShortcut
 from recording import PredictionRecorder, Recorded
 from schemas import (
     ClassifyRequest,
@@ -274,3 +275,4 @@ if _settings.metrics_port is not None:
 DryBeans.add_asgi_middleware(BearerToken, **access_control())  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(Probes)  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(PredictShortcut, service_name=DryBeans.name)  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(InferShortcut)  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import functools
 import hmac
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import bentoml
 import grpc
@@ -27,7 +27,7 @@ from errors import ApiError, logger
 from protocol import arrays, binary, tensors
 from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
-from protocol.routes import PLATFORM, ModelNotFound
+from protocol.routes import PLATFORM, Service, served_model
 from protocol.schemas import MAX_INPUTS, REQUEST_ID, STORE, STORED
 
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -43,22 +43,6 @@ RAW_COUNT = "{count} raw_input_contents for {inputs} inputs: send one per input,
 RAW_SIZE = "input {name}: raw_input_contents holds {size} bytes; shape {shape} of {datatype} needs {expected}"
 CONTENTS_SIZE = "input {name}: contents.{field} holds {count} elements; shape {shape} needs {expected}"
 STORE_NOT_BOOLEAN = 'parameter "store" must be a bool_param'
-UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
-UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served!r}"
-
-
-class Service(Protocol):
-    """What the gRPC server uses of the running `DryBeans` instance."""
-
-    classifier: Any  # model.classifier.Classifier, imported by the worker only (it pulls in scikit-learn)
-    recorder: Any  # recording.PredictionRecorder
-    max_beans: int
-
-    async def readiness(self) -> Any:
-        """A report whose `ready` says whether predictions can be served and recorded."""
-
-    def alive(self) -> bool:
-        """Whether the worker can still record predictions."""
 
 
 Request = TypeVar("Request")
@@ -159,13 +143,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
     def _model(self, name: str, version: str) -> tuple[str, str]:
-        served_name, served_version = self.service.classifier.tag.split(":")
-        if name != served_name:
-            raise ModelNotFound(UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
-        if version and version != served_version:
-            raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version),
-                                                               served=served_version))
-        return served_name, served_version
+        return served_model(self.service, name, version or None)  # gRPC's empty version: any
 
     def _authorize(self, context: grpc.aio.ServicerContext) -> None:
         if self._token is None:

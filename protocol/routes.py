@@ -119,12 +119,17 @@ def _service() -> Service:
 def _model(name: str, version: str | None = None) -> tuple[Service, str, str]:
     """The service, and its model's name and version, when the path names them; ModelNotFound otherwise."""
     service = _service()
+    return (service, *served_model(service, name, version))
+
+
+def served_model(service: Service, name: str, version: str | None) -> tuple[str, str]:
+    """The served model's name and version when `name` (and `version`, if given) name it; ModelNotFound otherwise."""
     served_name, served_version = service.classifier.tag.split(":")
     if name != served_name:
         raise ModelNotFound(UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
     if version is not None and version != served_version:
         raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version), served=served_version))
-    return service, served_name, served_version
+    return served_name, served_version
 
 
 @router.get("")
@@ -184,12 +189,20 @@ async def infer(request: InferenceRequest, http: Request, model_name: str, model
     inputs with the parameter `binary_data_size` take their bytes from after the JSON, and outputs asked with
     `binary_data` (or all, with the request parameter `binary_data_output`) are answered the same way."""
     service, name, version = _model(model_name, model_version)
+    content, headers = await answer_inference(service, request, name, version, getattr(http.state, "binary", None))
+    return Response(content, headers=headers, media_type=headers.pop("content-type"))
+
+
+async def answer_inference(service: Service, request: InferenceRequest, name: str, version: str,
+                           data: memoryview | None = None) -> tuple[bytes, dict[str, str]]:
+    """Classify, record unless told not to, and answer: the body and its headers (content-type included). `data`:
+    the binary part of the body, when it had one. Also run by the V2 shortcut (protocol/shortcut.py)."""
     store = (request.parameters or {}).get(STORE, True)
     if not isinstance(store, bool):
         raise errors.InvalidInput(STORE_NOT_BOOLEAN)
     names = tensors.requested_outputs(request.outputs)
     as_binary = tensors.binary_outputs(request.outputs, names, request.parameters)
-    rows = tensors.feature_matrix(request.inputs, service.max_beans, getattr(http.state, "binary", None))
+    rows = tensors.feature_matrix(request.inputs, service.max_beans, data)
     labels: npt.NDArray[np.str_]
     labels, scores = service.classifier.classify(rows)
     if store:
@@ -201,10 +214,9 @@ async def infer(request: InferenceRequest, http: Request, model_name: str, model
                                             service.classifier.probabilities, as_binary)
     answer = InferenceResponse(model_name=name, model_version=version, id=request.id,
                                parameters={REQUEST_ID: request_id, STORED: stored}, outputs=outputs)
-    if not blobs:
-        return answer
+    # Serialised here, once: FastAPI would validate the model again and encode it through jsonable_encoder.
     content, headers = binary.body(answer.model_dump_json().encode(), blobs)
-    return Response(content, headers=headers, media_type="application/octet-stream")
+    return content, {**headers, "content-type": "application/octet-stream" if blobs else "application/json"}
 
 
 def _summary(problems: Sequence[Mapping[str, Any]]) -> str:
