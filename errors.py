@@ -44,6 +44,13 @@ FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and ne
 TOO_MANY_REPORTS = "{count} feedback items in one request; the limit is {limit}: split it into smaller requests"
 SERVICE_STARTING = "the service is starting; retry in a few seconds"
 NO_REFERENCE = "model {model} was saved without a training reference: retrain it with this version of train.py"
+CANNOT_EXPLAIN = ("model {model} cannot explain its labels: explanations need a linear model (train.py --kernel "
+                  "linear); send explain: false for labels, scores and probabilities")
+# `train.py --feedback`
+FEEDBACK_UNREADABLE = ("cannot read the feedback from {database} ({reason}): start the database, point DATABASE_URL "
+                       "or MYSQL_* at it (and run python -m db.migrate), or train without --feedback; nothing saved")
+FEEDBACK_NO_SQLITE_FILE = ("cannot read the feedback: no database is configured (MYSQL_* or DATABASE_URL) and the "
+                           "embedded database {path} does not exist; train without --feedback; nothing saved")
 
 
 MAX_SHOWN = 40  # characters of a client's value an error message repeats
@@ -75,6 +82,13 @@ class InvalidInput(ApiError):
 
     status = 400
     code = "invalid_input"
+
+
+class CannotExplain(ApiError):
+    """The request asks for explanations from a model that has none (a non-linear SVC)."""
+
+    status = 422
+    code = "cannot_explain"
 
 
 class TooLarge(ApiError):

@@ -42,7 +42,7 @@ from schemas import (
     VarietyCounts,
 )
 from serving import lifecycle, listener, metrics
-from serving.answers import classify_answer
+from serving.answers import classify_answer, refuse_unexplainable
 from serving.auth import BearerToken, bearer_settings
 from serving.guard import RequestGuard
 from serving.headers import SecurityHeaders
@@ -149,6 +149,7 @@ class DryBeans:
         """Classify named beans: each bean's label, per-variety scores and calibrated probabilities, optionally why
         the label won, and the ids of the stored records."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
+        refuse_unexplainable(self.classifier, explain=request.explain)  # before anything is recorded
         labels, scores = self.classifier.classify(rows)
         recorded = (await self.recorder.record(rows, labels, want_ids=True) if request.store
                     else Recorded("", "skipped"))

@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from data.schema import FEATURES
 from model.calibration import TemperatureScaling
-from model.compiled_svc import SVCPredictor, make_predictor
+from model.compiled_svc import SklearnPredictor, SVCPredictor, make_predictor
 from model.explanations import Explanations, PairwiseExplainer
 
 PROBE_ROWS = 2_000
@@ -23,15 +23,23 @@ class ModelMismatch(RuntimeError):
     """The stored model does not fit this service's inputs; retrain it with this version of train.py."""
 
 
+class NoExplanations(ValueError):
+    """The model cannot explain its labels: explanations need a linear SVC."""
+
+
 @dataclass(frozen=True)
 class Classifier:
-    """A fitted pipeline with the metadata it was saved with, answered by the fastest exact predictor."""
+    """A fitted pipeline with the metadata it was saved with, answered by the fastest exact predictor.
+
+    A linear SVC is compiled (model/compiled_svc.py) and explains its labels; any other kernel (RBF) answers
+    through scikit-learn, with the same calibration, and has no explainer.
+    """
 
     predictor: SVCPredictor
     tag: str
     classes: tuple[str, ...]
     calibrator: TemperatureScaling
-    explainer: PairwiseExplainer
+    explainer: PairwiseExplainer | None
 
     @classmethod
     def from_metadata(cls, pipeline: Pipeline, tag: str, metadata: Mapping[str, object]) -> Classifier:
@@ -45,13 +53,25 @@ class Classifier:
         if classes != tuple(pipeline.classes_):
             raise ModelMismatch(f"model {tag}: metadata classes {classes} differ from the pipeline's "
                                 f"{tuple(pipeline.classes_)}")
+        svc = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+        if getattr(svc, "decision_function_shape", None) != "ovr":
+            raise ModelMismatch(f"model {tag}: its last step {type(svc).__name__} gives no one-vs-rest scores "
+                                "(an SVC with decision_function_shape='ovr'): retrain it with this version of train.py")
+        linear = getattr(svc, "kernel", None) == "linear"
         try:
             calibrator = TemperatureScaling.from_metadata(metadata)
-            explainer = PairwiseExplainer.from_pipeline(pipeline)
+            explainer = PairwiseExplainer.from_pipeline(pipeline) if linear else None
         except ValueError as exc:
             raise ModelMismatch(f"model {tag}: {exc}: retrain it with this version of train.py") from None
+        if not linear:
+            return cls(SklearnPredictor(pipeline), tag, classes, calibrator, None)
         # Compiled inference when it agrees with scikit-learn on the probe, scikit-learn itself otherwise.
         return cls(make_predictor(pipeline, probe_rows(pipeline)), tag, classes, calibrator, explainer)
+
+    @property
+    def explains(self) -> bool:
+        """Whether `explain` can answer: the model is a linear SVC."""
+        return self.explainer is not None
 
     def classify(self, rows: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.float64]]:
         """Labels and one-vs-rest scores (rows x classes) of a feature matrix."""
@@ -63,7 +83,10 @@ class Classifier:
 
     def explain(self, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
                 scores: npt.NDArray[np.float64]) -> Explanations:
-        """Each bean's label against its runner-up, feature by feature (see explanations.py)."""
+        """Each bean's label against its runner-up, feature by feature (see explanations.py); NoExplanations for
+        a non-linear model (check `explains` first)."""
+        if self.explainer is None:
+            raise NoExplanations(f"model {self.tag} is not a linear SVC")
         return self.explainer.explain(rows, np.searchsorted(self.classes, labels), scores)
 
 

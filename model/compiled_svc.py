@@ -310,6 +310,13 @@ def select_predictor(compiled: CompiledLinearSVC, probe: npt.ArrayLike) -> SVCPr
     return SklearnPredictor(compiled.pipeline)
 
 
+def exact_predictor(pipeline: Pipeline) -> SVCPredictor:
+    """The compiled predictor of a linear SVC (exact by construction), scikit-learn itself for any other kernel."""
+    if getattr(pipeline.steps[-1][1], "kernel", None) != "linear":
+        return SklearnPredictor(pipeline)
+    return CompiledLinearSVC.from_pipeline(pipeline)
+
+
 def make_predictor(pipeline: Pipeline, probe: npt.ArrayLike) -> SVCPredictor:
     """The compiled predictor when it compiles and agrees with `pipeline` on `probe`, else scikit-learn (warning)."""
     try:

@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ties
-from model.compiled_svc import CompiledLinearSVC
+from model.compiled_svc import exact_predictor
 
 
 class ClassScores(BaseModel):
@@ -42,6 +42,28 @@ class ProbabilityMetrics(BaseModel):
                                                      "variety (possible only on vote ties)")
 
 
+class FeedbackBeans(BaseModel):
+    """Production beans with reported true varieties (`train.py --feedback`), added to the training part only."""
+
+    added: int = Field(description="beans added to the training part")
+    left_out_in_holdout: int = Field(description="beans identical to a holdout bean, left out so that the holdout "
+                                                 "stays unseen")
+
+
+class ChampionComparison(BaseModel):
+    """The candidate against the current champion, both evaluated on the same holdout beans."""
+
+    champion: str | None = Field(description="the champion's tag: the newest model of this name in the store "
+                                             "before training; null when there was none")
+    champion_accuracy: float | None = Field(description="its accuracy on this holdout; null when it has none, or "
+                                                        "could not be evaluated (see `problem`)")
+    candidate_accuracy: float
+    holdout_beans: int
+    better: bool | None = Field(description="whether the candidate is strictly more accurate; null without a "
+                                            "champion's accuracy")
+    problem: str | None = Field(None, description="why the champion could not be evaluated")
+
+
 class Metrics(BaseModel):
     """Everything `train.py` measures about a model."""
 
@@ -54,6 +76,10 @@ class Metrics(BaseModel):
     per_class: dict[str, ClassScores]
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted, in `classes` order
     probabilities: ProbabilityMetrics | None = None
+    training_beans: int | None = None  # what the model was fitted on: the split's training part, plus feedback
+    holdout_beans: int | None = None
+    feedback: FeedbackBeans | None = None  # with `train.py --feedback` only
+    champion: ChampionComparison | None = None
 
 
 @dataclass(frozen=True)
@@ -104,8 +130,8 @@ def out_of_fold(pipeline: Pipeline, x: npt.NDArray[np.float64], y: npt.NDArray[A
 def _fold(pipeline: Pipeline, x_train: npt.NDArray[np.float64], y_train: npt.NDArray[Any],
           x_held_out: npt.NDArray[np.float64], y_held_out: npt.NDArray[Any]) -> tuple[float, npt.NDArray[np.float64]]:
     pipeline.fit(x_train, y_train)
-    # The compiled SVC: scikit-learn's labels exactly and its scores to ~1e-12, in one matrix product.
-    labels, scores = CompiledLinearSVC.from_pipeline(pipeline).predict_with_scores(x_held_out)
+    # A linear SVC compiled: scikit-learn's labels exactly and its scores to ~1e-12, in one matrix product.
+    labels, scores = exact_predictor(pipeline).predict_with_scores(x_held_out)
     return float(accuracy_score(y_held_out, labels)), scores
 
 

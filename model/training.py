@@ -24,8 +24,9 @@ from data.acquire import load_dataset
 from data.readers import Dataset, DatasetError
 from data.schema import CLASSES, FEATURES
 from model.calibration import TemperatureScaling
-from model.compiled_svc import CompiledLinearSVC
-from model.evaluation import Metrics, holdout_metrics, out_of_fold, probability_metrics
+from model.champion import compare, current_champion, describe
+from model.compiled_svc import exact_predictor
+from model.evaluation import FeedbackBeans, Metrics, holdout_metrics, out_of_fold, probability_metrics
 from model.figures import Figures
 from monitoring.reference import Reference, build_reference
 
@@ -37,9 +38,10 @@ DERMASON_EXAMPLE = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93,
                     0.82, 0.99, 0.93, 0.82, 0.01, 0.0, 0.67, 1.0]  # the tutorial's example bean
 
 
-def build_pipeline() -> Pipeline:
-    """A linear SVC on standardised features: same model family as the tutorial, fitted in a fraction of the time."""
-    return Pipeline([("scaler", StandardScaler()), ("svc", SVC(kernel="linear"))])
+def build_pipeline(kernel: str = "linear", C: float = 1.0) -> Pipeline:  # C: scikit-learn's name
+    """An SVC on standardised features: linear (the tutorial's family, fitted in a fraction of its time; compiled
+    and explained when served) or RBF (scikit-learn's default gamma, "scale"; served by scikit-learn)."""
+    return Pipeline([("scaler", StandardScaler()), ("svc", SVC(kernel=kernel, C=C))])
 
 
 @contextmanager
@@ -53,15 +55,19 @@ def step(name: str) -> Iterator[None]:
 def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference: Reference,
                calibrator: TemperatureScaling) -> bentoml.Model:
     """Save to the model store with what a server and a person need to trust it without this script."""
+    svc = pipeline.named_steps["svc"]
+    params = {"kernel": svc.kernel, "C": svc.C, "scaler": "StandardScaler"}
+    if svc.kernel != "linear":
+        params["gamma"] = svc.gamma
     return bentoml.sklearn.save_model(
         MODEL_NAME,
         pipeline,
         signatures={"predict": {"batchable": False}, "decision_function": {"batchable": False}},
-        labels={"dataset": "uci-dry-bean", "algorithm": "linear-svc", "stage": "candidate"},
+        labels={"dataset": "uci-dry-bean", "algorithm": f"{svc.kernel}-svc", "stage": "candidate"},
         metadata={
             "features": list(FEATURES),
             "classes": list(CLASSES),
-            "metrics": metrics.model_dump(),
+            "metrics": metrics.model_dump(exclude_none=True),  # BentoML metadata holds no None
             "calibration": calibrator.to_metadata(),  # the service's probabilities: calibration.py
             "reference": reference.model_dump(),  # the training data in summary, for drift
             "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows,
@@ -69,7 +75,7 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference
                         "feature_ranges": {f: [float(dataset.features[f].min()), float(dataset.features[f].max())]
                                            for f in FEATURES}},  # the console's class mix and input hints
             "split": {"test_size": TEST_SIZE, "random_state": RANDOM_STATE},
-            "params": {"kernel": "linear", "C": pipeline.named_steps["svc"].C, "scaler": "StandardScaler"},
+            "params": params,
             "sklearn_version": sklearn.__version__,
         },
     )
@@ -78,6 +84,7 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference
 def train(args: argparse.Namespace, figures: Figures) -> int:
     """Load, fit, evaluate, gate and save (train.py's options in `args`); return the process exit code."""
     settings = get_settings()
+    champion = current_champion(MODEL_NAME)  # before this run saves anything
     try:
         with step("load"):
             dataset = load_dataset(args.data or settings.data_path, settings.data_url)
@@ -87,22 +94,47 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
     x = dataset.features.to_numpy()
     x_train, x_test, y_train, y_test = train_test_split(x, dataset.labels.to_numpy(), test_size=TEST_SIZE,
                                                         random_state=RANDOM_STATE)
-    pipeline = build_pipeline()
+    feedback = None
+    if args.feedback:
+        from model.feedback_beans import FeedbackUnavailable, read_feedback_beans  # SQLAlchemy: only when asked
+
+        try:
+            with step("feedback"):
+                reported = read_feedback_beans(settings)
+        except FeedbackUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        added = reported.outside(x_test)  # to the training part only: the holdout stays the tutorial's split
+        x_train, y_train = np.vstack([x_train, added.features]), np.concatenate([y_train, added.labels])
+        feedback = FeedbackBeans(added=len(added), left_out_in_holdout=len(reported) - len(added))
+        print(f"feedback: {len(added)} beans with a reported variety added to the training part"
+              + (f" ({feedback.left_out_in_holdout} identical to holdout beans left out)"
+                 if feedback.left_out_in_holdout else ""), flush=True)
+    pipeline = build_pipeline(args.kernel, args.C)
     with step("fit"):  # and the cross-validation's folds beside it
         folds = out_of_fold(pipeline, x_train, y_train, fit_pipeline=True)
     with step("evaluate"):
         calibrator = TemperatureScaling.fit(folds.scores, np.searchsorted(CLASSES, y_train))
-        labels, scores = CompiledLinearSVC.from_pipeline(pipeline).predict_with_scores(x_test)  # exact labels
+        labels, scores = exact_predictor(pipeline).predict_with_scores(x_test)  # exact labels
         metrics = holdout_metrics(y_test, labels, list(CLASSES), folds.accuracies,
                                   probability_metrics(calibrator, scores, labels, y_test, list(CLASSES)))
-        (args.output / "metrics.json").write_text(metrics.model_dump_json(indent=2) + "\n")
         figures.draw(confusion_matrix=metrics.confusion_matrix, classes=metrics.classes,
                      accuracy=metrics.holdout_accuracy, macro_f1=metrics.macro_f1,
                      probabilities=calibrator.probabilities(scores), y_true=y_test)
+    with step("champion"):
+        comparison = compare(champion, metrics.holdout_accuracy, x_test, y_test)
+    metrics = metrics.model_copy(update={"training_beans": len(y_train), "holdout_beans": len(y_test),
+                                         "feedback": feedback, "champion": comparison})
+    (args.output / "metrics.json").write_text(metrics.model_dump_json(indent=2) + "\n")
     summary = (f"holdout accuracy {metrics.holdout_accuracy:.4f}, macro F1 {metrics.macro_f1:.4f}, "
                f"{metrics.cv_folds}-fold CV {metrics.cv_accuracy_mean:.4f} ± {metrics.cv_accuracy_std:.4f}")
+    print(describe(comparison, MODEL_NAME), flush=True)
     if metrics.holdout_accuracy < args.min_accuracy:
         print(f"refused: {summary} is below --min-accuracy {args.min_accuracy}; nothing saved", file=sys.stderr)
+        return 1
+    if args.require_better and comparison.champion is not None and not comparison.better:
+        print(f"refused: {describe(comparison, MODEL_NAME)}: not better than the champion (--require-better); "
+              "nothing saved", file=sys.stderr)
         return 1
     example = pipeline.predict(np.array([DERMASON_EXAMPLE]))[0]
     if example != "DERMASON":
@@ -114,4 +146,3 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
                            calibrator)
     print(f"{summary}\nreports in {args.output}/\nsaved {model.tag}")
     return 0
-

@@ -15,6 +15,7 @@ import numpy.typing as npt
 import orjson
 
 from data.schema import FEATURES
+from errors import CANNOT_EXPLAIN, CannotExplain
 
 if TYPE_CHECKING:
     from model.classifier import Classifier
@@ -30,6 +31,12 @@ def classify_answer(classifier: Classifier, rows: npt.NDArray[np.float64], label
         "stored": recorded.status,
         "predictions": _bean_predictions(classifier, rows, labels, scores, recorded.ids, explain=explain),
     })
+
+
+def refuse_unexplainable(classifier: Classifier, *, explain: bool) -> None:
+    """CannotExplain (422) when explanations are asked of a model that has none; call it before recording."""
+    if explain and not classifier.explains:
+        raise CannotExplain(CANNOT_EXPLAIN.format(model=classifier.tag))
 
 
 def _bean_predictions(classifier: Classifier, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],

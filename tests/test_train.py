@@ -43,6 +43,10 @@ def test_reports_are_written(trained_model: subprocess.CompletedProcess[str]) ->
     assert 0 < probabilities["brier_score"] < 0.2 and 0.1 < probabilities["temperature"] < 1
     assert probabilities["label_not_most_probable"] <= probabilities["vote_ties"] < 20
     assert (output / "reliability.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert metrics["training_beans"] == 9527 and metrics["holdout_beans"] == 4084
+    assert metrics["feedback"] is None  # without --feedback
+    assert metrics["champion"]["candidate_accuracy"] == metrics["holdout_accuracy"]
+    assert metrics["champion"]["holdout_beans"] == 4084
 
 
 def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess.CompletedProcess[str]) -> None:
@@ -53,11 +57,16 @@ def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess
     assert meta["metrics"]["holdout_accuracy"] >= 0.933
     assert meta["dataset"]["rows"] == 13_611 and len(meta["dataset"]["sha256"]) == 64
     assert meta["split"] == {"test_size": 0.3, "random_state": 17}
-    assert meta["params"]["kernel"] == "linear" and meta["sklearn_version"]
+    assert meta["params"] == {"kernel": "linear", "C": 1.0, "scaler": "StandardScaler"} and meta["sklearn_version"]
     assert meta["calibration"]["temperature"] == meta["metrics"]["probabilities"]["temperature"]
     assert model.info.labels["algorithm"] == "linear-svc"
     pipeline = bentoml.sklearn.load_model(model)
     assert pipeline.predict(np.array([training.DERMASON_EXAMPLE]))[0] == "DERMASON"
+
+
+def test_the_defaults_are_the_linear_svc_with_c_1_and_no_feedback() -> None:
+    args = train.parse_args([])
+    assert (args.kernel, args.C, args.feedback, args.require_better) == ("linear", 1.0, False, False)
 
 
 def test_models_get_shows_the_metadata(trained_model: subprocess.CompletedProcess[str]) -> None:
