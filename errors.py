@@ -51,6 +51,13 @@ FEEDBACK_UNREADABLE = ("cannot read the feedback from {database} ({reason}): sta
                        "or MYSQL_* at it (and run python -m db.migrate), or train without --feedback; nothing saved")
 FEEDBACK_NO_SQLITE_FILE = ("cannot read the feedback: no database is configured (MYSQL_* or DATABASE_URL) and the "
                            "embedded database {path} does not exist; train without --feedback; nothing saved")
+# `python -m rollout.backtest`
+UNKNOWN_CANDIDATE = "no model {tag} in the model store ({home}); it holds: {known}"
+UNUSABLE_CANDIDATE = "model {tag} cannot be loaded: {reason}"
+BACKTEST_DATABASE_UNAVAILABLE = ("cannot read the stored predictions from {url}: {reason}; check DATABASE_URL or "
+                                 "MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD and MYSQL_DB")
+NO_STORED_PREDICTIONS = ("no stored predictions with features{filters} in {url}: record some first, or widen "
+                         "--champion and --since")
 
 
 MAX_SHOWN = 40  # characters of a client's value an error message repeats

@@ -1,0 +1,1 @@
+"""The model lifecycle: comparing a challenger with the champion (compare.py) and backtesting it (backtest.py)."""
