@@ -115,7 +115,7 @@ def binary_post(name: str, status: int, says: str, *, binary_bytes: bytes = BEAN
                               "parameters": {"binary_data_size": len(binary_bytes) if size is None else size}}
     if data is not None:
         tensor["data"] = data
-    request: dict[str, Any] = {"inputs": [tensor], "parameters": {"store": False}}
+    request: dict[str, Any] = {"inputs": [tensor]}  # stored, were it taken: the corpus checks nothing was
     if outputs is not None:
         request["outputs"] = outputs
     json_part = as_json(request)

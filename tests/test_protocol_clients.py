@@ -170,13 +170,19 @@ def test_binary_predictions_are_stored_exactly_once(server: Server, holdout: np.
 
 def test_a_request_written_for_mlservers_sklearn_runtime_is_answered(server: Server, holdout: np.ndarray,
                                                                       predict_labels: list[str]) -> None:
-    """Verbatim as MLServer 1.7 takes it: one tensor named input-0."""
+    """As MLServer 1.7 takes it: one tensor named input-0 (here all 4,084 held-out beans, and the issue's verbatim
+    one-bean request)."""
+    verbatim = {"inputs": [{"name": "input-0", "shape": [1, 16], "datatype": "FP64",
+                            "data": [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82, 0.99, 0.93,
+                                     0.82, 0.01, 0.0, 0.67, 1.0]}]}
+    every_bean = {"inputs": [{"name": "input-0", "shape": list(holdout.shape), "datatype": "FP64",
+                              "data": holdout.ravel().tolist()}], "parameters": {"store": False}}
     with server.client() as http:
-        answer = http.post("/v2/models/drybean_svc/infer", json={
-            "inputs": [{"name": "input-0", "shape": [1, 16], "datatype": "FP64", "data": holdout[0].tolist()}],
-            "parameters": {"store": False}})
+        one, answer = http.post("/v2/models/drybean_svc/infer", json=verbatim), http.post(
+            "/v2/models/drybean_svc/infer", json=every_bean)
+    assert one.status_code == 200 and one.json()["outputs"][0]["data"] == ["DERMASON"]
     assert answer.status_code == 200, answer.text
-    assert answer.json()["outputs"][0]["data"] == predict_labels[:1]
+    assert answer.json()["outputs"][0]["data"] == predict_labels
 
 
 def test_kserve_rest_client_sends_binary_tensors(server: Server, holdout: np.ndarray,
