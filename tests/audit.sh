@@ -37,6 +37,9 @@ EXPLAINED_CODE = {
     ("serving/metrics.py", "B104", 'sock.bind(("0.0.0.0", port))'):
         "the metrics port, only when DRYBEANS_METRICS_PORT is set (Kubernetes scrapes the pod's IP); it needs the "
         "bearer token when one is set, and a NetworkPolicy admits only the monitoring namespace",
+    ("db/store.py", "B608", "head = f\"INSERT INTO {PREDICTIONS.name} ({', '.join(ROW_COLUMNS)}) VALUES \""):
+        "the bulk INSERT's head: the table's and columns' fixed names; the values are escaped by the driver (strings), "
+        "formatted as an int (`:d`) or written by orjson (finite floats); test_security.py lists it",
     ("model/figures.py", "B404", "import subprocess"):
         "train.py's figures are drawn by this same file run with this same interpreter",
     ("model/figures.py", "B603",
