@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 
 if TYPE_CHECKING:
@@ -55,6 +56,20 @@ def trained_model(shared_csv: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def trained_model_home(trained_model: subprocess.CompletedProcess[str]) -> Path:
     """A BentoML home holding `drybean_svc:latest`."""
     return Path(os.environ["BENTOML_HOME"])
+
+
+@pytest.fixture(scope="session")
+def holdout(shared_csv: Path) -> np.ndarray:
+    """train.py's held-out beans, by its own split (model/training.py)."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from data.schema import FEATURES
+    from model.training import RANDOM_STATE, TEST_SIZE
+
+    frame = pd.read_csv(shared_csv)
+    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
+    return np.asarray(train_test_split(x, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)[1])
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,10 @@ from typing import Any
 
 import grpc
 import numpy as np
-import pandas as pd
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 
-from data.schema import FEATURES
 from tests.servers import ROOT, MySQLDatabase, Server, bentoml_serve, free_port
 
 pytestmark = pytest.mark.mysql
@@ -40,14 +37,6 @@ def server(trained_model_home: Path, mysql_db: MySQLDatabase, grpc_port: int,
            "DRYBEANS_PROTECT_PREDICT": "true"}
     with bentoml_serve(env, tmp_path_factory.mktemp("logs")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def holdout(shared_csv: Path) -> np.ndarray:
-    """train.py's held-out beans (test_size=0.3, random_state=17)."""
-    frame = pd.read_csv(shared_csv)
-    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
-    return train_test_split(x, y, test_size=0.3, random_state=17)[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
-from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 from tritonclient.utils import InferenceServerException
 
@@ -27,14 +25,6 @@ def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: 
            ) -> Iterator[Server]:
     with bentoml_serve(mysql_db.env, tmp_path_factory.mktemp("logs")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def holdout(shared_csv: Path) -> np.ndarray:
-    """train.py's held-out beans (test_size=0.3, random_state=17)."""
-    frame = pd.read_csv(shared_csv)
-    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
-    return train_test_split(x, y, test_size=0.3, random_state=17)[1]
 
 
 @pytest.fixture(scope="module")
