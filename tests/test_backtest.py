@@ -11,6 +11,7 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -58,8 +59,11 @@ def models(trained_model_home: Path) -> tuple[str, object, bentoml.Model]:
 
 
 @pytest.fixture(scope="module")
-def stored(models, shared_csv: Path, mysql_db: MySQLDatabase) -> tuple[Beans, str, str]:
-    """The stored beans, the champion's tag and a candidate's: the same pipeline at C=0.02, with the same metadata."""
+def stored(models, shared_csv: Path, mysql_db: MySQLDatabase) -> Iterator[tuple[Beans, str, str]]:
+    """The stored beans, the champion's tag and a candidate's: the same pipeline at C=0.02, with the same metadata.
+
+    The candidate is saved in the session's model store, where it becomes `drybean_svc:latest`: it is deleted
+    afterwards, so that the champion is `latest` again for the modules after this one (their servers load it)."""
     champion_tag, champion_pipeline, champion = models
     dataset = read_dataset(shared_csv)
     x_train, x_test, y_train, y_test = train_test_split(
@@ -87,7 +91,9 @@ def stored(models, shared_csv: Path, mysql_db: MySQLDatabase) -> tuple[Beans, st
         insert_feedback(connection, [FeedbackRecord(truth, START, record_id=id_)
                                      for id_, truth in zip(ids, beans.truth, strict=True) if truth is not None])
     engine.dispose()
-    return beans, champion_tag, str(candidate.tag)
+    yield beans, champion_tag, str(candidate.tag)
+    bentoml.models.delete(candidate.tag)
+    assert str(bentoml.models.get(f"{training.MODEL_NAME}:latest").tag) == champion_tag
 
 
 def run(env: dict[str, str], *args: str, stderr: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
