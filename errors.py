@@ -98,6 +98,20 @@ class CannotExplain(ApiError):
     code = "cannot_explain"
 
 
+class Unauthenticated(ApiError):
+    """No token where one is needed."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """A token that is not this service's."""
+
+    status = 403
+    code = "forbidden"
+
+
 class TooLarge(ApiError):
     """The request holds more beans or bytes than the service takes at once."""
 

@@ -65,20 +65,6 @@ def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Resp
     return wrapper
 
 
-class Unauthenticated(ApiError):
-    """No token where one is needed."""
-
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(ApiError):
-    """A token that is not this service's."""
-
-    status = 403
-    code = "forbidden"
-
-
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The six V2 calls, on one worker's service instance."""
 
@@ -151,9 +137,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         metadata = dict(context.invocation_metadata() or ())
         scheme, _, given = str(metadata.get("authorization", "")).partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
-            raise Unauthenticated(AUTHORIZATION_MISSING)
+            raise errors.Unauthenticated(AUTHORIZATION_MISSING)
         if not hmac.compare_digest(given.strip().encode(), self._token):
-            raise Forbidden(errors.AUTHORIZATION_REFUSED)
+            raise errors.Forbidden(errors.AUTHORIZATION_REFUSED)
 
 
 def input_tensors(request: pb.ModelInferRequest) -> list[arrays.Tensor]:
