@@ -77,11 +77,15 @@ class Settings(BaseSettings):
 
     # Access and metrics
     api_token: SecretStr | None = Field(None, description="When set, reads of recorded data, feedback and "
-                                        "/metrics need `Authorization: Bearer <token>`.")
+                                        "/metrics need `Authorization: Bearer <token>`; it has every scope.")
+    tokens_file: Path | None = Field(None, description="A file of named, scoped tokens, stored hashed (python -m "
+                                     "serving.tokens writes it; format in serving/token_file.py), re-read within a "
+                                     "second of a change; they work beside DRYBEANS_API_TOKEN.")
     protect_predict: bool = Field(False, description="Require the token for predictions too (/predict, "
                                   "/v1/classify, V2 infer); off by default for the tutorial's clients.")
-    require_token: bool = Field(False, description="Refuse to start without DRYBEANS_API_TOKEN. Compose and the "
-                                "Kubernetes manifests set it; setting it to false there opens the service on purpose.")
+    require_token: bool = Field(False, description="Refuse to start without DRYBEANS_API_TOKEN or "
+                                "DRYBEANS_TOKENS_FILE. Compose and the Kubernetes manifests set it; setting it to "
+                                "false there opens the service on purpose.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics on this port "
                                      "only, not on the API's port (Kubernetes keeps it off the public Service).")
 

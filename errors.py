@@ -34,9 +34,28 @@ STORE_UNAVAILABLE = ("the database is unavailable and the local spool cannot tak
 UNKNOWN_VARIETY = "unknown variety {name}; known: {known}"
 AUTHORIZATION_MISSING = "this path needs a token: send the header Authorization: Bearer <token>"
 AUTHORIZATION_REFUSED = "the token is not valid for this service"
-ACCESS_NOT_CONFIGURED = ("DRYBEANS_REQUIRE_TOKEN is true but DRYBEANS_API_TOKEN is not set: set DRYBEANS_API_TOKEN "
-                         "to a long random secret (python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
-                         "or set DRYBEANS_REQUIRE_TOKEN=false to let anyone who reaches the port read the records")
+SCOPE_NOT_GRANTED = ("this token may not {scope}: {name} lacks the scope {scope}, which this request needs; ask an "
+                     "operator for a token with it (python -m serving.tokens add NAME --scopes {scope})")
+ACCESS_NOT_CONFIGURED = ("DRYBEANS_REQUIRE_TOKEN is true but neither DRYBEANS_API_TOKEN nor DRYBEANS_TOKENS_FILE is "
+                         "set: set DRYBEANS_API_TOKEN to a long random secret (python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))'), or point DRYBEANS_TOKENS_FILE at a file of named tokens "
+                         "(python -m serving.tokens add NAME --scopes read), or set DRYBEANS_REQUIRE_TOKEN=false to "
+                         "let anyone who reaches the port read the records")
+# The tokens file (serving/token_file.py) and `python -m serving.tokens`
+TOKENS_FILE_UNREADABLE = "cannot read the tokens file {path} (DRYBEANS_TOKENS_FILE): {reason}"
+TOKENS_LINE_INVALID = ("tokens file {path}, line {line}: {reason}; each line is a JSON object such as "
+                      '{{"name": "dashboard", "scopes": ["read"], "sha256": "<64 hex digits>"}}, '
+                      "written by python -m serving.tokens add")
+TOKENS_NAME_TAKEN = ("tokens file {path}, line {line}: the name {name} is taken (by an earlier line, or api-token by "
+                    "DRYBEANS_API_TOKEN); give each token a name of its own")
+TOKENS_FILE_KEPT = "{problem}; the {count} tokens read before stay in force until the file is fixed"
+TOKENS_NAME_INVALID = ("{name} is not a token name: use 1 to 64 letters, digits, '.', '_', '@' or '-', starting with "
+                      "a letter or digit")
+NAME_RESERVED = "the name api-token is DRYBEANS_API_TOKEN's: choose another name"
+TOKENS_NAME_EXISTS = "a token named {name} exists already in {path}: revoke it first, or choose another name"
+TOKENS_NAME_UNKNOWN = "no token named {name} in {path}; it holds: {known}"
+SCOPES_INVALID = "unknown scopes {unknown}: choose among predict, read and operate, comma-separated"
+TOKENS_FILE_NOT_SET = "name the tokens file: set DRYBEANS_TOKENS_FILE or pass --file"
 UNKNOWN_RECORDS = ("no recorded prediction for {records}; name beans by the record_id, or the request_id and "
                    "bean_index, that /v1/classify returned; nothing of this report was stored")
 FEEDBACK_CONFLICT = ("{conflicts}: a bean's true variety is reported once and never changed; nothing of this "

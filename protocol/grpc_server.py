@@ -11,7 +11,6 @@ The stubs in protocol/proto/ are generated from the published proto (docs: proto
 from __future__ import annotations
 
 import functools
-import hmac
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -29,6 +28,8 @@ from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from protocol.routes import PLATFORM, Service, served_model
 from protocol.schemas import MAX_INPUTS, REQUEST_ID, STORE, STORED
+from serving.auth import authorize
+from serving.token_file import Tokens
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 SERVER_NAME = "drybeans"
@@ -68,9 +69,9 @@ def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Resp
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The six V2 calls, on one worker's service instance."""
 
-    def __init__(self, service: Service, token: str | None, protect_predict: bool) -> None:
+    def __init__(self, service: Service, tokens: Tokens | None, protect_predict: bool) -> None:
         self.service = service
-        self._token = token.encode() if token else None
+        self._tokens = tokens
         self._protect_predict = protect_predict
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext,
@@ -132,14 +133,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return served_model(self.service, name, version or None)  # gRPC's empty version: any
 
     def _authorize(self, context: grpc.aio.ServicerContext) -> None:
-        if self._token is None:
+        """A token with the scope predict, as REST's predictions need (UNAUTHENTICATED, PERMISSION_DENIED)."""
+        if self._tokens is None:
             return
         metadata = dict(context.invocation_metadata() or ())
-        scheme, _, given = str(metadata.get("authorization", "")).partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise errors.Unauthenticated(AUTHORIZATION_MISSING)
-        if not hmac.compare_digest(given.strip().encode(), self._token):
-            raise errors.Forbidden(errors.AUTHORIZATION_REFUSED)
+        authorize(self._tokens, str(metadata.get("authorization", "")).encode(), "predict",
+                  missing=AUTHORIZATION_MISSING)
 
 
 def input_tensors(request: pb.ModelInferRequest) -> list[arrays.Tensor]:
@@ -223,12 +222,12 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         return health_pb2.HealthCheckResponse(status=status)
 
 
-async def start(service: Service, port: int, *, token: str | None, protect_predict: bool,
+async def start(service: Service, port: int, *, tokens: Tokens | None, protect_predict: bool,
                 max_message_bytes: int) -> grpc.aio.Server:
     """Serve V2 and health over gRPC on `port` (all interfaces, shared by the workers) from this worker's loop."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1),
                                       ("grpc.max_receive_message_length", max_message_bytes)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, token, protect_predict), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, tokens, protect_predict), server)
     health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(service), server)
     server.add_insecure_port(f"[::]:{port}")
     await server.start()
