@@ -1,8 +1,8 @@
 """Schema migrations: `python -m db.migrate` brings the configured database to the newest schema.
 
 Run it as its own step (a Compose one-shot service, a Kubernetes Job) with a user allowed to alter the schema;
-given DRYBEANS_APP_DB_USER, it then grants that (service) user SELECT and INSERT on the predictions and feedback
-tables only: rows are added and read, never changed or deleted.
+given DRYBEANS_APP_DB_USER, it then grants that (service) user SELECT and INSERT on the predictions, feedback,
+model roles and shadow predictions tables only: rows are added and read, never changed or deleted.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from sqlalchemy import Connection, Engine, text
 
 from config import get_settings
 from db.engine import create_db_engine, is_mysql_family
-from db.models import Feedback, Prediction
+from db.models import Feedback, Prediction, RoleChange, ShadowPrediction
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LOCK_NAME = "drybeans_schema_migration"
 LOCK_TIMEOUT_SECONDS = 60
 MYSQL_USER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 # The service reads feedback too: to tell a repeated report from a contradicting one, and for live quality.
-APP_TABLES = (Prediction.__tablename__, Feedback.__tablename__)
+APP_TABLES = (Prediction.__tablename__, Feedback.__tablename__, RoleChange.__tablename__,
+              ShadowPrediction.__tablename__)
 
 
 def alembic_config(connection: Connection) -> Config:

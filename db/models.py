@@ -66,3 +66,47 @@ class Feedback(Base):
     # The source key, when the client named the bean by (request_id, bean_index) instead of its record id.
     request_id: Mapped[str | None] = mapped_column(String(32))
     bean_index: Mapped[int | None] = mapped_column(Integer)
+
+
+class RoleChange(Base):
+    """One change of the models' roles, with the roles it left in force: the newest row is the current state, the
+    rows before it the audit log. Rows are only ever added (the service's user may not UPDATE)."""
+
+    __tablename__ = "model_roles"
+    __table_args__ = (UniqueConstraint("revision", name="uq_model_roles_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # 1, 2, 3...: two changes made at once from the same state claim the same revision, and the second fails.
+    revision: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))  # shadow, canary, promote, rollback, idle, guard
+    version: Mapped[str | None] = mapped_column(String(64))  # the model the action named
+    champion: Mapped[str] = mapped_column(String(64))  # versions of drybean_svc, from here on
+    previous_champion: Mapped[str | None] = mapped_column(String(64))
+    shadow: Mapped[str | None] = mapped_column(String(64))
+    shadow_share: Mapped[float | None] = mapped_column(Float(53))
+    canary: Mapped[str | None] = mapped_column(String(64))
+    canary_share: Mapped[float | None] = mapped_column(Float(53))
+    actor: Mapped[str] = mapped_column(String(64))  # the token's name, or "guard"
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=func.current_timestamp())
+
+
+class ShadowPrediction(Base):
+    """A second model's label for a bean another model answered: the shadow's, or the champion's for a bean the
+    canary answered. Kept apart from `drybeans`, so it is never counted as an answer; paired with the answer for
+    the comparison, and with the answer's record (by request_id, bean_index) for the reported truth."""
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (Index("ix_shadow_predictions_request", "request_id", "bean_index"),
+                      Index("ix_shadow_predictions_model_id", "model_tag", "id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(32))
+    bean_index: Mapped[int] = mapped_column(Integer)
+    model_tag: Mapped[str] = mapped_column(String(128))  # the model that scored in the background
+    name: Mapped[str] = mapped_column(String(32))  # its label
+    seconds: Mapped[float] = mapped_column(Float(53))  # its scoring time for the whole request
+    answered_tag: Mapped[str] = mapped_column(String(128))  # the model whose answer the client got
+    answered_name: Mapped[str] = mapped_column(String(32))
+    answered_seconds: Mapped[float] = mapped_column(Float(53))
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=func.current_timestamp())

@@ -69,9 +69,8 @@ def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) 
 def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQLDatabase, scheme: str) -> None:
     """The migration lock holds on either name of a MySQL-family URL (issue #19, case 11)."""
     with mysql_db.engine().begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS feedback"))  # its foreign key names drybeans
-        connection.execute(text("DROP TABLE IF EXISTS drybeans"))
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        for table in ("feedback", "drybeans", "model_roles", "shadow_predictions", "alembic_version"):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))  # feedback first: its foreign key names drybeans
     env = {**os.environ, "DATABASE_URL": mysql_db.url.set(drivername=scheme).render_as_string(False)}
     runs = [subprocess.Popen([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(3)]

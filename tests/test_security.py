@@ -133,7 +133,8 @@ def assert_never_shown(password: str, *outputs: str) -> None:
 
 def test_migrate_output_never_shows_the_password(accounts: Accounts,
                                                  migration: subprocess.CompletedProcess[str]) -> None:
-    assert f"granted SELECT, INSERT on drybeans, feedback to {accounts.app.name}" in migration.stdout
+    assert (f"granted SELECT, INSERT on drybeans, feedback, model_roles, shadow_predictions to {accounts.app.name}"
+            in migration.stdout)
     assert_never_shown(accounts.migrator.password, migration.stdout, migration.stderr)
     wrong_password = f"pw-{secrets.token_hex(16)}"
     refused = run_migrate({**accounts.env(accounts.migrator), "MYSQL_PASSWORD": wrong_password})
@@ -141,13 +142,13 @@ def test_migrate_output_never_shows_the_password(accounts: Accounts,
     assert_never_shown(wrong_password, refused.stdout, refused.stderr)
 
 
-def test_the_app_user_is_granted_select_and_insert_on_its_two_tables_only(accounts: Accounts,
+def test_the_app_user_is_granted_select_and_insert_on_its_four_tables_only(accounts: Accounts,
                                                                          migration: object) -> None:
     with admin().connect() as connection:
         grants = connection.scalars(text(f"SHOW GRANTS FOR '{accounts.app.name}'@'%'")).all()
     assert sorted(grant for grant in grants if not grant.startswith("GRANT USAGE ON *.*")) == [
         f"GRANT SELECT, INSERT ON `{accounts.database.url.database}`.`{table}` TO `{accounts.app.name}`@`%`"
-        for table in ("drybeans", "feedback")]
+        for table in ("drybeans", "feedback", "model_roles", "shadow_predictions")]
 
 
 def test_the_service_as_the_app_user_stores_and_reads_back_predictions(app_server: Server) -> None:
