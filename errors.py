@@ -77,6 +77,26 @@ BACKTEST_DATABASE_UNAVAILABLE = ("cannot read the stored predictions from {url}:
                                  "MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD and MYSQL_DB")
 NO_STORED_PREDICTIONS = ("no stored predictions with features{filters} in {url}: record some first, or widen "
                          "--champion and --since")
+# Models and their roles (rollout/)
+UNKNOWN_MODEL = "no model {version} is loaded; loaded: {loaded}"
+SHARE_REQUIRED = 'a canary needs its share of the requests: send {"share": 0.1}, at most 0.5'
+SHARE_OUT_OF_RANGE = "share {share} is outside ({low}, {high}]: send a share such as 0.1"
+ALREADY_CHAMPION = "model {version} is the champion already"
+PROMOTE_UNTRIED = ("model {version} was never shadowed or canaried: shadow it first and compare "
+                   "(GET /v1/models/compare?challenger={version}), or send force: true")
+NOTHING_TO_ROLL_BACK = "there is no previous champion to return to"
+ROLES_CHANGED_MEANWHILE = "the roles changed meanwhile (revision {revision}); read GET /v1/models and retry"
+NOT_IN_THIS_POD = ("the roles name model {version}, which this pod did not load; it keeps {kept} as champion: "
+                   "deploy an image that carries {version}")
+# The canary's guard rails (rollout/guard.py): why a canary was rolled back, for the audit log
+CANARY_ERRORS = ("the canary failed {errors} of {requests} requests ({rate:.2%}) where the champion failed "
+                 "{champion_errors} of {champion_requests} (taken as {expected:.2%}): one-sided exact binomial "
+                 "p = {p_value:.2g}")
+CANARY_SLOW = ("the canary's p99 scoring time is {canary_ms:.1f} ms, {ratio:.1f} times the champion's "
+               "{champion_ms:.1f} ms, over {requests} and {champion_requests} requests (limit: {limit:g} times)")
+CANARY_LESS_ACCURATE = ("the canary is less accurate than the champion on {labelled} labelled beans: {accuracy:.4f} "
+                        "against {champion_accuracy:.4f} (McNemar: champion alone right {b}, canary alone right {c}, "
+                        "p = {p_value:.2g})")
 
 
 MAX_SHOWN = 40  # characters of a client's value an error message repeats
@@ -129,6 +149,27 @@ class Forbidden(ApiError):
 
     status = 403
     code = "forbidden"
+
+
+class UnknownModel(ApiError):
+    """A model version the service did not load."""
+
+    status = 404
+    code = "unknown_model"
+
+
+class RoleConflict(ApiError):
+    """A role change that the current roles do not allow."""
+
+    status = 409
+    code = "role_conflict"
+
+
+class InvalidShare(ApiError):
+    """A shadow's or canary's share outside the range it may take."""
+
+    status = 422
+    code = "invalid_share"
 
 
 class TooLarge(ApiError):
