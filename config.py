@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     grpc_port: int | None = Field(None, ge=1, le=65535, description="Serve V2 over gRPC (and grpc.health.v1) on "
                                   "this port from every worker; off when unset. The image and manifests use 3002.")
 
+    # Models and their roles (issue #21: shadow, canary, promote, roll back)
+    models: str | None = Field(None, description="Comma-separated drybean_svc tags to load (the first answers "
+                               "until roles are set); default: every version in the model store, the newest first.")
+    roles_poll_seconds: float = Field(2.0, gt=0, le=60, description="How often each worker reads the models' roles "
+                                      "from the database: a change reaches every worker and pod within this.")
+    shadow_queue_requests: int = Field(1_000, ge=1, description="Requests waiting for the shadow (or the champion "
+                                       "scoring a canary's beans); beyond it they are not scored, never delayed.")
+    guard_min_requests: int = Field(200, ge=10, description="Canary requests a worker needs before its guard judges "
+                                    "the canary's error rate and p99 latency against the champion's.")
+    guard_latency_ratio: float = Field(3.0, gt=1, description="A canary whose p99 scoring time is more than this "
+                                       "many times the champion's (and DRYBEANS_GUARD_LATENCY_MARGIN_MS above it) "
+                                       "is rolled back.")
+    guard_latency_margin_ms: float = Field(50.0, ge=0, description="How far above the champion's a canary's p99 "
+                                           "scoring time must also be for the guard to act: 1 ms against 0.05 ms "
+                                           "is twenty times slower, but no client notices it.")
+
     # Access and metrics
     api_token: SecretStr | None = Field(None, description="When set, reads of recorded data, feedback and "
                                         "/metrics need `Authorization: Bearer <token>`; it has every scope.")
@@ -118,6 +134,12 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"MYSQL_HOST is set, so {' and '.join(missing)} must be set too")
         return self
+
+    @property
+    def model_tags(self) -> list[str] | None:
+        """DRYBEANS_MODELS as a list of tags; None: every drybean_svc in the model store."""
+        tags = [tag.strip() for tag in (self.models or "").split(",") if tag.strip()]
+        return tags or None
 
     @property
     def sqlalchemy_url(self) -> URL:

@@ -46,15 +46,15 @@ def prediction_records(request_id: str, model_tag: str, rows: npt.NDArray[np.flo
 class PredictionRecorder:
     """Records predictions through the group-commit writer; answers once they are committed or spooled."""
 
-    def __init__(self, writer: GroupCommitWriter, model_tag: str) -> None:
+    def __init__(self, writer: GroupCommitWriter) -> None:
         self._writer = writer
-        self._model_tag = model_tag
 
     async def record(self, rows: npt.NDArray[np.float64], labels: Sequence[str] | npt.NDArray[np.str_], *,
-                     want_ids: bool = False) -> Recorded:
-        """Store one request's predictions; StoreUnavailable when neither database nor spool can take them."""
-        request_id = new_request_id()
-        records = prediction_records(request_id, self._model_tag, rows, labels)
+                     model_tag: str, request_id: str | None = None, want_ids: bool = False) -> Recorded:
+        """Store one request's predictions, made by `model_tag`; StoreUnavailable when neither database nor spool
+        can take them."""
+        request_id = request_id or new_request_id()
+        records = prediction_records(request_id, model_tag, rows, labels)
         try:
             written = await self._writer.write(records, want_ids=want_ids)
         except WriteFailed as failure:  # neither the database nor the spool could take them

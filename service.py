@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 import errors
 import parsing
-from config import get_settings
+from config import Settings, get_settings
 from console.routes import router as console_router
 from data.schema import CLASSES, FEATURES
 from db import revision, store
@@ -31,6 +31,13 @@ from monitoring.routes import router as monitoring_router
 from protocol.routes import router as v2_router
 from protocol.shortcut import InferShortcut
 from recording import PredictionRecorder, Recorded
+from rollout import registry, sync
+from rollout.guard import ScoringStats
+from rollout.registry import Models, Scored
+from rollout.roles import Roles
+from rollout.routes import router as models_router
+from rollout.shadow import ShadowScorer
+from rollout.sync import RoleSync
 from schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -51,6 +58,10 @@ from serving.shortcut import PredictShortcut
 
 if TYPE_CHECKING:
     import grpc
+    import numpy as np
+    import numpy.typing as npt
+
+    from model.classifier import Classifier
 
 MODEL_TAG = "drybean_svc:latest"
 # Regular expressions over the request's URL, as OpenTelemetry's exclusion list takes them.
@@ -60,6 +71,14 @@ web = FastAPI(title="drybeans", openapi_url=None, docs_url=None, redoc_url=None)
 web.include_router(console_router)  # the console at /, GET /v1/model, /docs and /docs.json with our own info
 web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(v2_router)  # the Open Inference Protocol (V2): /v2, /v2/health/*, /v2/models/drybean_svc/*
+web.include_router(models_router)  # the operator API: /v1/models, role changes, audit, compare
+
+
+@web.exception_handler(errors.ApiError)
+async def api_error(_request: Request, error: errors.ApiError) -> JSONResponse:
+    """An ApiError raised by a route of the web app: its JSON answer."""
+    errors.log_answer(_request.url.path, error)
+    return error_response(error)
 
 
 @web.exception_handler(SQLAlchemyError)
@@ -93,12 +112,6 @@ class DryBeans:
         # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
         threadpool_limits(1)
         self.max_beans = settings.max_beans_per_request
-        # Imported here, in the worker: scikit-learn is heavy, and `bentoml serve` and `bentoml build` import this
-        # module only to read the service's definition.
-        from model.classifier import Classifier
-
-        self.classifier = Classifier.from_metadata(bentoml.sklearn.load_model(self.model), str(self.model.tag),
-                                                   self.model.info.metadata)
         self.engine = create_db_engine(settings)
         if settings.migrate_on_startup:
             try:
@@ -113,7 +126,8 @@ class DryBeans:
         self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir, settings.spool_max_bytes),
                                         replay_rows_per_second=settings.replay_rows_per_second,
                                         feedback_wait_seconds=settings.feedback_wait_seconds)
-        self.recorder = PredictionRecorder(self.writer, self.classifier.tag)
+        self.recorder = PredictionRecorder(self.writer)
+        self.models, self.roles = self.load_models(settings)
         self.drain_seconds = settings.shutdown_drain_seconds
         self.grpc_server: grpc.aio.Server | None = None  # started by serve_grpc, on the worker's event loop
         if settings.metrics_port is not None:
@@ -123,6 +137,41 @@ class DryBeans:
         if settings.reuse_port:  # last: BentoML calls __init__ in the app's lifespan, before uvicorn accepts
             listener.listen_on_own_socket()
 
+    def load_models(self, settings: Settings) -> tuple[Models, RoleSync]:
+        """Every model to serve, with the roles in force, followed from the database by a thread of this worker."""
+        stored = registry.stored_models(settings.model_tags)
+        self.trained_at = {model.tag.version: model.info.creation_time for model in stored}
+        self.roles_cache = settings.spool_dir / "roles.json"
+        classifiers = registry.load(stored)
+        shadow = ShadowScorer(self.engine, settings.shadow_queue_requests)
+        roles = sync.initial_roles(self.engine, self.roles_cache, Roles(champion=next(iter(classifiers))))
+        models = Models(classifiers, roles, shadow, ScoringStats())
+        follower = RoleSync(self.engine, models, self.roles_cache, interval=settings.roles_poll_seconds,
+                            min_count=settings.quality_min_count, min_requests=settings.guard_min_requests,
+                            latency_ratio=settings.guard_latency_ratio,
+                            latency_margin=settings.guard_latency_margin_ms / 1000)
+        follower.start()
+        return models, follower
+
+    @property
+    def classifier(self) -> "Classifier":
+        """The champion: the model that answers unless a canary or a named version does."""
+        return self.models.champion
+
+    async def score_and_record(self, rows: "npt.NDArray[np.float64]", *, store: bool, client_key: str | None = None,
+                               version: str | None = None, explain: bool = False,
+                               want_ids: bool = False) -> tuple[Scored, Recorded]:
+        """Every prediction path's work: choose the model (rollout/registry.py), score, record unless `store` is
+        false, then hand the request to the shadow (or, for a canary's, to the champion) in the background."""
+        choice = self.models.choose(client_key, version, explain=explain)
+        refuse_unexplainable(choice.classifier, explain=explain)  # before anything is recorded
+        scored = self.models.score(choice, rows)
+        recorded = (await self.recorder.record(rows, scored.labels, model_tag=scored.classifier.tag,
+                                               request_id=scored.request_id, want_ids=want_ids)
+                    if store else Recorded("", "skipped"))
+        self.models.ask_second_opinion(scored, rows)
+        return scored, recorded
+
     @bentoml.api(route="/predict")
     @answers_errors
     async def predict(self, request: TutorialRequest, /, ctx: bentoml.Context) -> TutorialResponse:
@@ -131,30 +180,31 @@ class DryBeans:
         Headers tell what became of the predictions: X-Prediction-Store (committed, spooled or skipped) and
         X-Request-ID (their request_id in table drybeans).
         """
-        predictions, recorded = await self.tutorial_prediction(request.data, request.store)
+        predictions, recorded = await self.tutorial_prediction(
+            request.data, request.store, registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER)))
         ctx.response.metadata.update(recorded.headers())
         return TutorialResponse(predictions=predictions)
 
-    async def tutorial_prediction(self, data: str | list[Any], store: bool) -> tuple[str, Recorded]:
+    async def tutorial_prediction(self, data: str | list[Any], store: bool,
+                                  client_key: str | None = None) -> tuple[str, Recorded]:
         """`/predict`'s work, also run by its shortcut (serving/shortcut.py): the labels as a JSON-encoded string,
         and what became of the records."""
         rows = parsing.tutorial_rows(data, self.max_beans)
-        labels, _scores = self.classifier.classify(rows)
-        recorded = await self.recorder.record(rows, labels) if store else Recorded("", "skipped")
-        return json.dumps(labels.tolist()), recorded
+        scored, recorded = await self.score_and_record(rows, store=store, client_key=client_key)
+        return json.dumps(scored.labels.tolist()), recorded
 
     @bentoml.api(route="/v1/classify", output_spec=ClassifyResponse)
     @answers_errors
-    async def classify(self, request: ClassifyRequest, /) -> Response:
+    async def classify(self, request: ClassifyRequest, /, ctx: bentoml.Context) -> Response:
         """Classify named beans: each bean's label, per-variety scores and calibrated probabilities, optionally why
-        the label won, and the ids of the stored records."""
+        the label won, and the ids of the stored records. `model` names the model that answered (the champion, or
+        the canary for its share of X-Client-Key values)."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
-        refuse_unexplainable(self.classifier, explain=request.explain)  # before anything is recorded
-        labels, scores = self.classifier.classify(rows)
-        recorded = (await self.recorder.record(rows, labels, want_ids=True) if request.store
-                    else Recorded("", "skipped"))
-        return Response(classify_answer(self.classifier, rows, labels, scores, recorded, explain=request.explain),
-                        media_type="application/json")
+        scored, recorded = await self.score_and_record(
+            rows, store=request.store, explain=request.explain, want_ids=True,
+            client_key=registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER)))
+        return Response(classify_answer(scored.classifier, rows, scored.labels, scored.scores, recorded,
+                                        explain=request.explain), media_type="application/json")
 
     @web.get("/v1/predictions", tags=["Records"])
     def predictions(
@@ -192,8 +242,8 @@ class DryBeans:
 
     def __metrics__(self, exposition: str) -> str:
         """BentoML's metrics, the spool's depth, dead letters and waiting feedback (shared by all workers, so read at
-        scrape time), and the drift and live-accuracy gauges (computed in the background)."""
-        return exposition + monitoring_gauges() + (
+        scrape time), the drift and live-accuracy gauges (computed in the background), and the models' roles."""
+        return exposition + monitoring_gauges() + self.roles.exposition() + (
             "# HELP drybeans_spool_depth Records (predictions and feedback) waiting on local disk for the database.\n"
             "# TYPE drybeans_spool_depth gauge\n"
             f"drybeans_spool_depth {self.writer.spool.depth()}\n"
@@ -226,6 +276,8 @@ class DryBeans:
         release the connections."""
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=self.drain_seconds)
+        self.roles.stop()
+        self.models.close(self.drain_seconds)
         self.writer.close(self.drain_seconds)
         self.engine.dispose()
 

@@ -15,7 +15,7 @@ CHUNK_BEANS = 250  # beans per request when classifying a file: small enough to 
 
 def page_context(service: Any) -> dict[str, Any]:
     """Template variables for the page of `service` (the worker's DryBeans instance)."""
-    ranges = service.model.info.metadata.get("dataset", {}).get("feature_ranges") or {}
+    ranges = service.classifier.metadata.get("dataset", {}).get("feature_ranges") or {}
     features = [{"name": name, "description": Bean.model_fields[name].description, "unit": UNITS.get(name, "ratio"),
                  "example": EXAMPLE_BEAN[name], "range": ranges.get(name)} for name in FEATURES]
     return {"model_tag": service.classifier.tag, "features": features, "classes": CLASSES,

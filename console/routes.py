@@ -61,10 +61,11 @@ def swagger_ui(name: str) -> FileResponse:
 
 @router.get("/v1/model", tags=["Model"])
 def model() -> ModelCard:
-    """The model this service runs: tag, training date and holdout metrics, from the model store's metadata."""
-    service = bentoml.get_current_service()
-    stored: Any = service.model
-    return model_card(str(stored.tag), stored.info.creation_time, stored.info.metadata)
+    """The champion (the model that answers): tag, training date and holdout metrics, from the model store's
+    metadata. Every loaded model and its role: GET /v1/models."""
+    service: Any = bentoml.get_current_service()
+    champion = service.classifier
+    return model_card(champion.tag, service.trained_at[champion.version], champion.metadata)
 
 
 @router.get("/docs.json", include_in_schema=False)

@@ -4,7 +4,7 @@ probabilities and exact explanations per bean."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ class Classifier:
     classes: tuple[str, ...]
     calibrator: TemperatureScaling
     explainer: PairwiseExplainer | None
+    metadata: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)  # as train.py saved it
 
     @classmethod
     def from_metadata(cls, pipeline: Pipeline, tag: str, metadata: Mapping[str, object]) -> Classifier:
@@ -64,9 +65,14 @@ class Classifier:
         except ValueError as exc:
             raise ModelMismatch(f"model {tag}: {exc}: retrain it with this version of train.py") from None
         if not linear:
-            return cls(SklearnPredictor(pipeline), tag, classes, calibrator, None)
+            return cls(SklearnPredictor(pipeline), tag, classes, calibrator, None, metadata)
         # Compiled inference when it agrees with scikit-learn on the probe, scikit-learn itself otherwise.
-        return cls(make_predictor(pipeline, probe_rows(pipeline)), tag, classes, calibrator, explainer)
+        return cls(make_predictor(pipeline, probe_rows(pipeline)), tag, classes, calibrator, explainer, metadata)
+
+    @property
+    def version(self) -> str:
+        """The version part of the tag, as the operator API names models."""
+        return self.tag.partition(":")[2]
 
     @property
     def explains(self) -> bool:

@@ -43,7 +43,7 @@ _latest: Snapshot | None = None
 def compute(service: Any) -> Snapshot:
     """Compute the gauges' figures for the running service (blocking: run it in a thread)."""
     settings = get_settings()
-    tag, metadata = service.classifier.tag, service.model.info.metadata
+    tag, metadata = service.classifier.tag, service.classifier.metadata
     try:
         drift: DriftReport | None = live.drift(service.engine, tag, metadata, window=settings.drift_window,
                                                threshold=settings.drift_psi_threshold)

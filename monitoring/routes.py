@@ -86,7 +86,7 @@ async def quality(
     was reported, each figure with its count and its training value; null below the minimum count."""
     min_count = get_settings().quality_min_count
     return await _answering(lambda service: live.quality(
-        service.engine, service.classifier.tag, service.model.info.metadata, model=model or service.classifier.tag,
+        service.engine, service.classifier.tag, service.classifier.metadata, model=model or service.classifier.tag,
         since=since, min_count=min_count))
 
 
@@ -99,7 +99,7 @@ async def drift(
     shift of the predicted varieties from the training class priors, and the share outside the training range."""
     settings = get_settings()
     return await _answering(lambda service: live.drift(
-        service.engine, service.classifier.tag, service.model.info.metadata,
+        service.engine, service.classifier.tag, service.classifier.metadata,
         window=window or settings.drift_window, threshold=settings.drift_psi_threshold))
 
 

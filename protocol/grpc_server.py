@@ -28,6 +28,7 @@ from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from protocol.routes import PLATFORM, Service, served_model
 from protocol.schemas import MAX_INPUTS, REQUEST_ID, STORE, STORED
+from rollout.registry import CLIENT_KEY_HEADER, client_key
 from serving.auth import authorize
 from serving.token_file import Tokens
 
@@ -103,7 +104,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         name, version = self._model(request.name, request.version)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
-            name=name, versions=[version], platform=PLATFORM,
+            name=name, versions=[version] if version else self.service.models.versions, platform=PLATFORM,
             inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in tensors.input_metadata()],
             outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape)
                      for t in tensors.output_metadata(len(self.service.classifier.classes))])
@@ -119,17 +120,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         names = tensors.requested_outputs(list(request.outputs) or None)
         raw = len(request.raw_input_contents) > 0
         rows = arrays.feature_matrix(input_tensors(request), self.service.max_beans)
-        classifier = self.service.classifier
-        labels, scores = classifier.classify(rows)
-        recorded = await self.service.recorder.record(rows, labels) if store else None
-        response = pb.ModelInferResponse(model_name=name, model_version=version, id=request.id)
-        response.parameters[REQUEST_ID].string_param = recorded.request_id if recorded else ""
-        response.parameters[STORED].string_param = recorded.status if recorded else "skipped"
+        key = client_key(dict(context.invocation_metadata() or ()).get(CLIENT_KEY_HEADER))
+        scored, recorded = await self.service.score_and_record(rows, store=store, client_key=key, version=version)
+        classifier = scored.classifier
+        response = pb.ModelInferResponse(model_name=name, model_version=classifier.version, id=request.id)
+        response.parameters[REQUEST_ID].string_param = recorded.request_id
+        response.parameters[STORED].string_param = recorded.status
         for output in names:
-            _add_output(response, output, classifier, labels, scores, raw=raw)
+            _add_output(response, output, classifier, scored.labels, scored.scores, raw=raw)
         return response
 
-    def _model(self, name: str, version: str) -> tuple[str, str]:
+    def _model(self, name: str, version: str) -> tuple[str, str | None]:
         return served_model(self.service, name, version or None)  # gRPC's empty version: any
 
     def _authorize(self, context: grpc.aio.ServicerContext) -> None:

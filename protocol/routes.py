@@ -36,6 +36,7 @@ from protocol.schemas import (
     ServerMetadata,
     ServerReady,
 )
+from rollout.registry import CLIENT_KEY_HEADER, client_key
 from serving.bodies import replay
 from serving.guard import summarise
 
@@ -43,7 +44,7 @@ SERVER_NAME = "drybeans"
 PLATFORM = "sklearn_pickle"  # "<project>_<format>", information only
 EXTENSIONS = ("binary_tensor_data",)  # Triton's name for the binary tensor data extension (protocol/binary.py)
 UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
-UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served!r}"
+UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served}"
 STORE_NOT_BOOLEAN = 'parameter "store" must be true or false'
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description} for status, description in (
@@ -61,9 +62,16 @@ class ModelNotFound(ApiError):
 class Service(Protocol):
     """What the routes use of the running `DryBeans` instance."""
 
-    classifier: Any  # classifier.Classifier, imported by the worker only (it pulls in scikit-learn)
-    recorder: Any  # recording.PredictionRecorder
+    models: Any  # rollout.registry.Models
     max_beans: int
+
+    @property
+    def classifier(self) -> Any:
+        """The champion (a model.classifier.Classifier, imported by the worker only: it pulls in scikit-learn)."""
+
+    async def score_and_record(self, rows: npt.NDArray[np.float64], *, store: bool, client_key: str | None = None,
+                               version: str | None = None) -> tuple[Any, Any]:
+        """Score with the model the request's key or version chooses, and record unless `store` is false."""
 
     async def readiness(self) -> Any:
         """A report whose `ready` says whether predictions can be served and recorded."""
@@ -116,20 +124,24 @@ def _service() -> Service:
     return service
 
 
-def _model(name: str, version: str | None = None) -> tuple[Service, str, str]:
-    """The service, and its model's name and version, when the path names them; ModelNotFound otherwise."""
+def _model(name: str, version: str | None = None) -> tuple[Service, str, str | None]:
+    """The service, and the model's name and version (None: the roles choose), when the path names a loaded one;
+    ModelNotFound otherwise."""
     service = _service()
     return (service, *served_model(service, name, version))
 
 
-def served_model(service: Service, name: str, version: str | None) -> tuple[str, str]:
-    """The served model's name and version when `name` (and `version`, if given) name it; ModelNotFound otherwise."""
-    served_name, served_version = service.classifier.tag.split(":")
+def served_model(service: Service, name: str, version: str | None) -> tuple[str, str | None]:
+    """The served model's name, and `version` when it is loaded (None when the path names none: the roles choose
+    who answers); ModelNotFound otherwise. Every loaded version can be named (`/versions/{v}/infer`), the
+    shadow's and the idle ones' too."""
+    served_name = service.classifier.tag.partition(":")[0]
     if name != served_name:
         raise ModelNotFound(UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
-    if version is not None and version != served_version:
-        raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version), served=served_version))
-    return served_name, served_version
+    if version is not None and version not in service.models.versions:
+        raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version),
+                                                   served=", ".join(service.models.versions)))
+    return served_name, version
 
 
 @router.get("")
@@ -165,7 +177,8 @@ async def model_metadata(model_name: str, model_version: str | None = None) -> M
     the varieties, listed in each tensor's parameter `columns`).
     """
     service, name, version = _model(model_name, model_version)
-    return ModelMetadata(name=name, versions=[version], platform=PLATFORM, inputs=tensors.input_metadata(),
+    return ModelMetadata(name=name, versions=[version] if version else service.models.versions, platform=PLATFORM,
+                         inputs=tensors.input_metadata(),
                          outputs=tensors.output_metadata(len(service.classifier.classes)))
 
 
@@ -189,31 +202,28 @@ async def infer(request: InferenceRequest, http: Request, model_name: str, model
     inputs with the parameter `binary_data_size` take their bytes from after the JSON, and outputs asked with
     `binary_data` (or all, with the request parameter `binary_data_output`) are answered the same way."""
     service, name, version = _model(model_name, model_version)
-    content, headers = await answer_inference(service, request, name, version, getattr(http.state, "binary", None))
+    content, headers = await answer_inference(service, request, name, version, getattr(http.state, "binary", None),
+                                              client_key(http.headers.get(CLIENT_KEY_HEADER)))
     return Response(content, headers=headers, media_type=headers.pop("content-type"))
 
 
-async def answer_inference(service: Service, request: InferenceRequest, name: str, version: str,
-                           data: memoryview | None = None) -> tuple[bytes, dict[str, str]]:
-    """Classify, record unless told not to, and answer: the body and its headers (content-type included). `data`:
-    the binary part of the body, when it had one. Also run by the V2 shortcut (protocol/shortcut.py)."""
+async def answer_inference(service: Service, request: InferenceRequest, name: str, version: str | None,
+                           data: memoryview | None = None, key: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """Classify (with `version`, or the model the roles choose for `key`), record unless told not to, and answer:
+    the body and its headers (content-type included). `data`: the binary part of the body, when it had one. Also
+    run by the V2 shortcut (protocol/shortcut.py)."""
     store = (request.parameters or {}).get(STORE, True)
     if not isinstance(store, bool):
         raise errors.InvalidInput(STORE_NOT_BOOLEAN)
     names = tensors.requested_outputs(request.outputs)
     as_binary = tensors.binary_outputs(request.outputs, names, request.parameters)
     rows = tensors.feature_matrix(request.inputs, service.max_beans, data)
-    labels: npt.NDArray[np.str_]
-    labels, scores = service.classifier.classify(rows)
-    if store:
-        recorded = await service.recorder.record(rows, labels)
-        request_id, stored = recorded.request_id, recorded.status
-    else:
-        request_id, stored = "", "skipped"
-    outputs, blobs = tensors.output_tensors(names, service.classifier.classes, labels, scores,
-                                            service.classifier.probabilities, as_binary)
-    answer = InferenceResponse(model_name=name, model_version=version, id=request.id,
-                               parameters={REQUEST_ID: request_id, STORED: stored}, outputs=outputs)
+    scored, recorded = await service.score_and_record(rows, store=store, client_key=key, version=version)
+    classifier = scored.classifier
+    outputs, blobs = tensors.output_tensors(names, classifier.classes, scored.labels, scored.scores,
+                                            classifier.probabilities, as_binary)
+    answer = InferenceResponse(model_name=name, model_version=classifier.version, id=request.id,
+                               parameters={REQUEST_ID: recorded.request_id, STORED: recorded.status}, outputs=outputs)
     # Serialised here, once: FastAPI would validate the model again and encode it through jsonable_encoder.
     content, headers = binary.body(answer.model_dump_json().encode(), blobs)
     return content, {**headers, "content-type": "application/octet-stream" if blobs else "application/json"}

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import errors
 from protocol.routes import Service, answer_inference, served_model
 from protocol.schemas import InferenceRequest
+from rollout.registry import client_key_in
 from serving.bodies import read_body, replay
 
 INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
@@ -41,7 +42,7 @@ class InferShortcut:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        answer = await _answer(body, matched["name"], matched["version"])
+        answer = await _answer(body, matched["name"], matched["version"], client_key_in(scope["headers"]))
         if answer is None:
             await self.app(scope, replay(body), send)
             return
@@ -52,7 +53,8 @@ class InferShortcut:
         await send({"type": "http.response.body", "body": content})
 
 
-async def _answer(body: bytes, name: str, version: str | None) -> tuple[int, bytes, dict[str, str]] | None:
+async def _answer(body: bytes, name: str, version: str | None,
+                  key: str | None) -> tuple[int, bytes, dict[str, str]] | None:
     """The answer's status, body and headers, or None when the route should answer."""
     service = _current_service()
     if service is None:
@@ -60,7 +62,7 @@ async def _answer(body: bytes, name: str, version: str | None) -> tuple[int, byt
     try:
         request = InferenceRequest.model_validate_json(body)
         served_name, served_version = served_model(service, name, version)
-        content, headers = await answer_inference(service, request, served_name, served_version)
+        content, headers = await answer_inference(service, request, served_name, served_version, key=key)
     except errors.StoreUnavailable as failure:  # recording was tried
         errors.log_answer("v2 infer", failure)
         return failure.status, bytes(errors.error_response(failure).body), {"content-type": "application/json"}

@@ -1,1 +1,3 @@
-"""The model lifecycle: comparing a challenger with the champion (compare.py) and backtesting it (backtest.py)."""
+"""The model lifecycle: several models in one service (registry.py) with roles kept in the database (roles.py,
+sync.py, control.py), second opinions in the background (shadow.py), the evidence and the canary's guard rails
+(evidence.py, guard.py, compare.py), the operator API (routes.py), and the offline backtest (backtest.py)."""

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import errors
 from recording import Recorded
+from rollout.registry import client_key_in
 from serving.bodies import read_body, replay
 
 PATH = "/predict"
@@ -31,7 +32,8 @@ PATH = "/predict"
 class TutorialPredictor(Protocol):
     """What the shortcut needs of the service instance."""
 
-    async def tutorial_prediction(self, data: str | list[Any], store: bool) -> tuple[str, Recorded]:
+    async def tutorial_prediction(self, data: str | list[Any], store: bool,
+                                  client_key: str | None = None) -> tuple[str, Recorded]:
         """The labels as a JSON-encoded string, and what became of the records."""
         ...
 
@@ -48,7 +50,7 @@ class PredictShortcut:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        answer = await _answer(body)
+        answer = await _answer(body, client_key_in(scope["headers"]))
         if answer is None:
             await self.app(scope, replay(body), send)
             return
@@ -76,14 +78,14 @@ def plain_request(body: bytes) -> tuple[str | list[Any], bool] | None:
     return data, store
 
 
-async def _answer(body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+async def _answer(body: bytes, key: str | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
     """The answer's status, body and prediction headers, or None when the route should answer."""
     request = plain_request(body)
     service = _current_service()
     if request is None or service is None:
         return None
     try:
-        predictions, recorded = await service.tutorial_prediction(*request)
+        predictions, recorded = await service.tutorial_prediction(*request, client_key=key)
     except errors.StoreUnavailable as failure:  # recording was tried
         errors.log_answer("predict", failure)
         return failure.status, bytes(errors.error_response(failure).body), []

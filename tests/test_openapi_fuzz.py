@@ -44,8 +44,11 @@ def api_schema(server: Server) -> schemathesis.BaseSchema:
 # Negative cases exist only for operations with a typed body or query (any string is a valid path parameter).
 WITH_INPUT = ["POST /predict", "POST /v1/classify", "GET /v1/predictions", "POST /v1/feedback", "GET /v1/quality",
               "GET /v1/drift", "POST /v2/models/{model_name}/infer",
-              "POST /v2/models/{model_name}/versions/{model_version}/infer"]
-OPERATIONS = [*WITH_INPUT, "GET /v1/predictions/counts", "GET /v1/model", "GET /livez", "GET /readyz", "GET /healthz",
+              "POST /v2/models/{model_name}/versions/{model_version}/infer", "GET /v1/models/audit",
+              "GET /v1/models/compare", "POST /v1/models/rollback", "POST /v1/models/{version}/shadow",
+              "POST /v1/models/{version}/canary", "POST /v1/models/{version}/promote", "POST /v1/models/{version}/idle"]
+OPERATIONS = [*WITH_INPUT, "GET /v1/predictions/counts", "GET /v1/model", "GET /v1/models", "GET /livez",
+              "GET /readyz", "GET /healthz",
               "GET /metrics", "GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{model_name}",
               "GET /v2/models/{model_name}/ready", "GET /v2/models/{model_name}/versions/{model_version}",
               "GET /v2/models/{model_name}/versions/{model_version}/ready"]
