@@ -7,18 +7,24 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import bentoml
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import text
 
 from console.openapi import project_version
 from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES, LABEL
+from errors import SHARE_OUT_OF_RANGE
+from rollout.roles import MAX_CANARY_SHARE
+from serving.token_file import API_TOKEN_NAME
+from serving.tokens import add as add_token
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.support import require
 
@@ -44,10 +50,34 @@ WAIT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: pytest.TempPathFactory,
-           ) -> Iterator[Server]:
+def two_models(trained_model_home: Path) -> Iterator[tuple[str, str]]:
+    """The versions of the models the server loads: a copy of train.py's model saved under a version of its own
+    (the newest, so the champion and `drybean_svc:latest`), and train.py's model (idle). The copy is deleted
+    afterwards, so that train.py's model is `latest` again for the modules after this one."""
+    trained = bentoml.models.get("drybean_svc:latest")
+    copy = bentoml.sklearn.save_model(
+        f"{trained.tag.name}:console{uuid.uuid4().hex[:12]}", bentoml.sklearn.load_model(trained),
+        signatures={name: {"batchable": False} for name in trained.info.signatures},
+        labels=trained.info.labels, metadata=trained.info.metadata)
+    yield str(copy.tag.version), str(trained.tag.version)
+    bentoml.models.delete(copy.tag)
+    assert bentoml.models.get("drybean_svc:latest").tag == trained.tag
+
+
+@pytest.fixture(scope="module")
+def read_token(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A tokens file holding one token that may read but not operate: its path and the token."""
+    path = tmp_path_factory.mktemp("console-tokens") / "tokens.jsonl"
+    return path, add_token(path, "viewer", ("read",))
+
+
+@pytest.fixture(scope="module")
+def server(two_models: tuple[str, str], read_token: tuple[Path, str], mysql_db: MySQLDatabase,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # One worker: the page's reads and writes need no more, and the machine is shared.
-    env = {**mysql_db.env, "DRYBEANS_API_TOKEN": TOKEN, "BENTOML_CONFIG_OPTIONS": "services.drybeans.workers=1"}
+    env = {**mysql_db.env, "DRYBEANS_API_TOKEN": TOKEN, "DRYBEANS_TOKENS_FILE": str(read_token[0]),
+           "DRYBEANS_MODELS": ",".join(f"drybean_svc:{version}" for version in two_models),
+           "BENTOML_CONFIG_OPTIONS": "services.drybeans.workers=1"}
     with bentoml_serve(env, tmp_path_factory.mktemp("console-logs")) as running:
         yield running
 
@@ -69,11 +99,11 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def open_console(browser: Browser, server: Server, *, width: int = 1280, token: bool = True) -> Page:
-    """A fresh tab on the console, with the token already entered (as after a first visit) unless told not."""
+def open_console(browser: Browser, server: Server, *, width: int = 1280, token: str | None = TOKEN) -> Page:
+    """A fresh tab on the console, with a token already entered (as after a first visit) unless told None."""
     context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
     if token:
-        context.add_init_script(f"sessionStorage.setItem({TOKEN_KEY!r}, {TOKEN!r})")
+        context.add_init_script(f"sessionStorage.setItem({TOKEN_KEY!r}, {token!r})")
     page = context.new_page()
     page.goto(server.url + "/")
     expect(page.locator("#model-facts")).to_contain_text("holdout accuracy", timeout=WAIT_MS)
@@ -91,7 +121,7 @@ def metadata() -> dict:
 
 def test_records_need_the_token_and_show_rows_once_it_is_entered(browser: Browser, server: Server, shots: Path,
                                                                  ) -> None:
-    page = open_console(browser, server, token=False)
+    page = open_console(browser, server, token=None)
     why = page.locator("#records-why")
     expect(why).to_be_visible(timeout=WAIT_MS)
     expect(why).to_contain_text("need the API token")
@@ -241,7 +271,8 @@ def test_the_page_fits_the_width_offline(browser: Browser, server: Server, shots
     expect(page.locator("#records-table tbody tr").first).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#confusion tr")).to_have_count(len(CLASSES) + 1)
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-    for panel in ("#classify", "#file", "#records", "#model", "#health"):
+    expect(page.locator("#models-table tbody tr")).to_have_count(2, timeout=WAIT_MS)
+    for panel in ("#classify", "#file", "#records", "#model", "#models", "#health"):
         box = page.locator(panel).bounding_box()
         assert box is not None and box["width"] > 0.5 * width - 40 and box["x"] + box["width"] <= width, panel
     assert all(url.startswith(server.url) for url in requested), "the page loads nothing from elsewhere"
@@ -268,6 +299,7 @@ def test_accessibility_basics(browser: Browser, server: Server) -> None:
 
     # Contrast of text against the background it is drawn on (WCAG 2 relative luminance).
     expect(page.locator("#records-table tbody td").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#models-table button").first).to_be_visible(timeout=WAIT_MS)
     ratios = page.evaluate("""selectors => selectors.map(s => {
         const el = document.querySelector(s);
         if (!el) return [s, 0];  // missing: reported as unreadable
@@ -281,7 +313,8 @@ def test_accessibility_basics(browser: Browser, server: Server) -> None:
         const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(bg)].sort((x, y) => y - x);
         return [s, (a + 0.05) / (b + 0.05)];
     })""", ["body", "h1", ".top p", "#classify .muted", ".hint", ".field label", ".unit", "#bean-form button",
-            "#example-bean", "#model-facts dd", "#health-facts dt", "#records-table td", ".bar-row .value"])
+            "#example-bean", "#model-facts dd", "#health-facts dt", "#records-table td", ".bar-row .value",
+            "#models-table td", "#models-table button", "#audit-table th"])
     low = [(selector, round(ratio, 2)) for selector, ratio in ratios if ratio < 4.5]
     assert low == [], low
     page.context.close()
@@ -323,6 +356,7 @@ def test_the_console_works_under_its_content_security_policy_which_refuses_injec
     expect(page.locator("#records-table tbody tr").first).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#model-facts")).to_contain_text("holdout accuracy", timeout=WAIT_MS)
     expect(page.locator("#confusion tr")).to_have_count(len(CLASSES) + 1)
+    expect(page.locator("#models-table tbody tr")).to_have_count(2, timeout=WAIT_MS)
     assert page.evaluate("window.cspViolations") == []
     page.screenshot(path=shots / "under-csp.png", full_page=True)
     ran, violations = page.evaluate(INJECTION)
@@ -351,7 +385,7 @@ def test_docs_render_swagger_ui_with_every_request_to_the_service_itself(browser
         assert answer is not None and answer.headers["x-frame-options"] == "DENY"
         expect(page.locator(".opblock")).to_have_count(operations, timeout=WAIT_MS)
         expect(page.locator(".opblock-summary-path", has_text="/v1/classify")).to_be_visible()
-        page.locator(".opblock-summary", has_text="/v1/model").click()
+        page.locator(".opblock-summary-path[data-path='/v1/model']").click()  # not /v1/models/...
         page.locator(".try-out__btn").click()
         page.locator(".execute").click()
         expect(page.locator(".live-responses-table tr.response .response-col_status").first).to_have_text("200",
@@ -364,3 +398,152 @@ def test_docs_render_swagger_ui_with_every_request_to_the_service_itself(browser
     assert operations > 10 and violations == []
     assert f"{origin}/docs/swagger-ui/swagger-ui-bundle.js" in requested and f"{origin}/docs.json" in requested
     assert [url for url in requested if not url.startswith(origin + "/")] == []
+
+
+def loaded_models(server: Server, token: str = TOKEN) -> dict:
+    """GET /v1/models as the console reads it."""
+    answer = httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def model_row(page: Page, version: str) -> Locator:
+    return page.locator(f"#models-table tr[data-version='{version}']")
+
+
+def newest_audit_entry(page: Page) -> Locator:
+    return page.locator("#audit-table tbody tr").first.locator("td")
+
+
+def test_the_models_panel_lists_each_loaded_model_with_its_role(browser: Browser, server: Server,
+                                                               two_models: tuple[str, str], shots: Path) -> None:
+    champion, idle = two_models
+    listed = loaded_models(server)
+    models = {model["version"]: model for model in listed["models"]}
+    assert set(models) == {champion, idle} and listed["previous_champion"] is None
+    page = open_console(browser, server)
+    expect(page.locator("#models-table tbody tr")).to_have_count(2, timeout=WAIT_MS)
+    for version, role in ((champion, "champion"), (idle, "idle")):
+        expect(model_row(page, version).locator("td").nth(1)).to_have_text(role)
+        expect(model_row(page, version).locator("td")).to_have_text([
+            version, role, "", models[version]["trained_at"].replace("T", " ")[:19] + " UTC",
+            f"{metadata()['metrics']['holdout_accuracy']:.4f}", "linear", re.compile(r".*")])
+    expect(model_row(page, champion).locator("button")).to_have_count(0)
+    expect(model_row(page, idle).locator("button[data-action]")).to_have_text(["Shadow", "Canary", "Promote", "Idle"])
+    expect(model_row(page, idle).locator("button[data-action=idle]")).to_be_disabled()
+    expect(page.locator("#rollback")).to_be_hidden()
+    expect(page.locator("#model-tag")).to_have_text(f"drybean_svc:{champion}")
+    page.screenshot(path=shots / "models.png", full_page=True)
+    page.context.close()
+
+
+def test_a_shadow_set_in_the_panel_shows_in_the_table_the_comparison_and_the_audit(
+        browser: Browser, server: Server, two_models: tuple[str, str], shared_csv: Path, shots: Path) -> None:
+    champion, challenger = two_models
+    page = open_console(browser, server)
+    row = model_row(page, challenger)
+    page.fill("#role-reason", "console test: shadow the older model")
+    row.locator("[name=shadow-share]").fill("0.5")
+    row.locator("button[data-action=shadow]").click()
+    expect(page.locator("#models-status")).to_have_text(f"{challenger} is now shadow (share 0.5).", timeout=WAIT_MS)
+    expect(row.locator("td").nth(1)).to_have_text("shadow")
+    expect(row.locator("td").nth(2)).to_have_text("0.5")
+    expect(newest_audit_entry(page)).to_have_text([re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"), "shadow",
+                                                   challenger, API_TOKEN_NAME, "console test: shadow the older model"])
+    comparison = page.locator(f"#comparisons [data-version='{challenger}']")
+    expect(comparison).to_contain_text(f"The shadow {challenger} against the champion {champion}")
+
+    dataset = read_dataset(shared_csv)
+    beans = [dict(zip(FEATURES, row, strict=True)) for row in dataset.features.head(40).to_numpy().tolist()]
+    for start in range(0, len(beans), 4):
+        assert httpx.post(f"{server.url}/v1/classify", json={"beans": beans[start:start + 4]}).status_code == 200
+    figures = settled_comparison(server, challenger)
+    expect(comparison).to_contain_text(f"agreement{figures['agreement']:.4f} on {figures['counts']['scored']} beans",
+                                       timeout=WAIT_MS)
+    assert figures["agreement"] == 1.0  # the same pipeline under two versions
+    expect(comparison).to_contain_text(f"verdict{figures['verdict']}")
+    expect(comparison).to_contain_text(f"McNemar p-value{figures['mcnemar']['p_value']:#.3g}")
+    for side in ("champion", "challenger"):
+        latency = figures["latency"][side]
+        expect(comparison).to_contain_text(f"{side} latencymedian {latency['median_ms']:.2f} ms, "
+                                           f"p99 {latency['p99_ms']:.2f} ms ({latency['requests']} requests)")
+    page.screenshot(path=shots / "models-shadow.png", full_page=True)
+
+    page.fill("#role-reason", "console test: enough")
+    row.locator("button[data-action=idle]").click()
+    expect(row.locator("td").nth(1)).to_have_text("idle", timeout=WAIT_MS)
+    expect(row.locator("td").nth(2)).to_have_text("")
+    expect(newest_audit_entry(page).nth(1)).to_have_text("idle")
+    expect(page.locator("#comparisons .comparison")).to_have_count(0)
+    page.context.close()
+
+
+def settled_comparison(server: Server, challenger: str) -> dict:
+    """GET /v1/models/compare once the shadow has scored what it will (two equal answers a second apart)."""
+    previous = None
+    for _ in range(30):
+        answer = httpx.get(f"{server.url}/v1/models/compare", params={"challenger": challenger},
+                           headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        if answer["counts"]["scored"] and answer == previous:
+            return answer  # type: ignore[no-any-return]
+        previous = answer
+        time.sleep(1)
+    pytest.fail(f"the comparison never settled: {previous}")
+
+
+def test_promote_and_roll_back_from_the_panel(browser: Browser, server: Server, two_models: tuple[str, str],
+                                             shots: Path) -> None:
+    champion, challenger = two_models
+    page = open_console(browser, server)
+    row = model_row(page, challenger)
+    row.locator("[name=force]").check()
+    row.locator("button[data-action=promote]").click()
+    expect(row.locator("td").nth(1)).to_have_text("champion", timeout=WAIT_MS)
+    expect(model_row(page, champion).locator("td").nth(1)).to_have_text("idle")
+    expect(page.locator("#model-tag")).to_have_text(f"drybean_svc:{challenger}")
+    expect(newest_audit_entry(page).nth(1)).to_have_text("promote")
+    rollback = page.locator("#rollback")
+    expect(rollback).to_have_text(f"Roll back to {champion}")
+    page.screenshot(path=shots / "models-promoted.png", full_page=True)
+
+    rollback.click()
+    expect(model_row(page, champion).locator("td").nth(1)).to_have_text("champion", timeout=WAIT_MS)
+    expect(row.locator("td").nth(1)).to_have_text("idle")
+    expect(page.locator("#models-status")).to_have_text(f"{champion} is now champion.")
+    expect(rollback).to_have_text(f"Roll back to {challenger}")
+    expect(newest_audit_entry(page).nth(1)).to_have_text("rollback")
+    expect(newest_audit_entry(page).nth(2)).to_have_text(champion)
+    assert loaded_models(server)["previous_champion"] == challenger
+    page.context.close()
+
+
+def test_a_refused_role_change_shows_the_apis_message(browser: Browser, server: Server, two_models: tuple[str, str],
+                                                     read_token: tuple[Path, str], shots: Path) -> None:
+    _, challenger = two_models
+    canary = httpx.post(f"{server.url}/v1/models/{challenger}/canary", json={"share": 0.9},
+                        headers={"Authorization": f"Bearer {TOKEN}"})
+    assert canary.status_code == 422
+    assert canary.json()["error"] == SHARE_OUT_OF_RANGE.format(share=0.9, low=0, high=MAX_CANARY_SHARE)
+    page = open_console(browser, server)
+    row = model_row(page, challenger)
+    row.locator("[name=canary-share]").fill("0.9")
+    row.locator("button[data-action=canary]").click()
+    expect(page.locator("#models-error")).to_have_text(canary.json()["error"], timeout=WAIT_MS)
+    expect(row.locator("td").nth(1)).to_have_text("idle")
+    page.context.close()
+
+    # A token that may read: the panel lists the models, and the API's refusal of a promotion is shown.
+    _, viewer = read_token
+    promote = httpx.post(f"{server.url}/v1/models/{challenger}/promote", json={"force": True},
+                         headers={"Authorization": f"Bearer {viewer}"})
+    assert promote.status_code == 403
+    page = open_console(browser, server, token=viewer)
+    row = model_row(page, challenger)
+    row.locator("[name=force]").check()
+    row.locator("button[data-action=promote]").click()
+    expect(page.locator("#models-error")).to_have_text(promote.json()["error"], timeout=WAIT_MS)
+    expect(row.locator("td").nth(1)).to_have_text("idle")
+    expect(page.locator("#auth")).to_be_hidden()
+    assert page.evaluate(f"sessionStorage.getItem({TOKEN_KEY!r})") == viewer
+    page.screenshot(path=shots / "models-refused.png", full_page=True)
+    page.context.close()

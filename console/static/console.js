@@ -6,7 +6,8 @@ const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = "drybeans.token";  // sessionStorage: this tab only
 const PAGE_SIZE = 20;
 const REFRESH_MS = 5000;
-const state = { offset: 0, variety: "", card: null, counts: null };
+const AUDIT_ENTRIES = 10;
+const state = { offset: 0, variety: "", card: null, counts: null, modelsKey: null };
 
 // --- HTTP -------------------------------------------------------------------------------------------------------
 
@@ -37,6 +38,7 @@ async function recordRead(path) {
   if (!answer.ok) throw new Error(errorText(answer));
   $("#auth").hidden = true;
   $("#records-why").hidden = true;
+  $("#models-why").hidden = true;
   return answer.body;
 }
 
@@ -47,6 +49,10 @@ function askForToken(message) {
   why.textContent = `${message} Records and the class mix stay empty until it is entered above; ` +
                     "classifying works without it.";
   why.hidden = false;
+  const models = $("#models-why");
+  models.textContent = `${message} The models' roles, their comparison and the audit log stay empty until it is ` +
+                       "entered above.";
+  models.hidden = false;
 }
 
 // --- Small renderers ---------------------------------------------------------------------------------------------
@@ -61,6 +67,8 @@ function element(tag, text, className) {
 const fixed = (x, digits = 4) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(digits));
 const percent = (part, whole) => (whole ? `${(100 * part / whole).toFixed(1)}%` : "0.0%");
 const utc = (iso) => (iso ? `${iso.replace("T", " ").slice(0, 19)} UTC` : "unknown");
+// A number when the text reads as one; otherwise the text itself, so that the API names the problem.
+const numberOrText = (text) => (text !== "" && Number.isFinite(Number(text)) ? Number(text) : text);
 
 // rows: [{name, bars: [{value, text, className}]}]; widths are shares of the largest value.
 function renderBars(container, rows) {
@@ -95,9 +103,7 @@ const inputs = () => [...$("#bean-form").querySelectorAll("input")];
 function beanFromForm() {
   const bean = {};
   for (const input of inputs()) {
-    const text = input.value.trim();
-    // A number when it reads as one; otherwise the text itself, so that the API names the problem.
-    bean[input.name] = text !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
+    bean[input.name] = numberOrText(input.value.trim());
   }
   return bean;
 }
@@ -168,10 +174,8 @@ async function classifyCsv(text) {
   let csv;
   try { csv = parseCsv(text); } catch (error) { status.textContent = error.message; return; }
   const column = Object.fromEntries(csv.header.map((name, index) => [name, index]));
-  const beans = csv.rows.map((row) => Object.fromEntries(config.features.map((name) => {
-    const cell = row[column[name]] ?? "";
-    return [name, cell !== "" && Number.isFinite(Number(cell)) ? Number(cell) : cell];
-  })));
+  const beans = csv.rows.map((row) => Object.fromEntries(config.features.map((name) => [
+    name, numberOrText(row[column[name]] ?? "")])));
   const labels = [];
   progress.max = beans.length;
   progress.value = 0;
@@ -341,10 +345,162 @@ async function loadHealth() {
   ]);
 }
 
+// --- Models: roles, the challengers' comparison, the audit log ---------------------------------------------------
+
+async function loadModels() {
+  const list = await recordRead("v1/models");
+  showModels(list);
+  if (list === null) { $("#comparisons").replaceChildren(); $("#audit-table tbody").replaceChildren(); return; }
+  await Promise.all([loadComparisons(list), loadAudit()]);
+}
+
+// Redrawn only when the list changed, so that a refresh keeps the shares and the reason being typed.
+function showModels(list) {
+  const models = list ? list.models : [];
+  followChampion(models.find((model) => model.role === "champion"));
+  const key = JSON.stringify(list);
+  if (key === state.modelsKey) return;
+  state.modelsKey = key;
+  $("#models-table tbody").replaceChildren(...models.map(modelRow));
+  const rollback = $("#rollback");
+  rollback.hidden = !(list && list.previous_champion);
+  rollback.textContent = list && list.previous_champion ? `Roll back to ${list.previous_champion}` : "";
+}
+
+// The page's header and "The model" name the champion; a worker that has not applied a change yet answers with the
+// one before, so the card is read again on each refresh until it names the champion.
+function followChampion(champion) {
+  if (!champion) return;
+  $("#model-tag").textContent = champion.tag;
+  if (state.card && state.card.tag !== champion.tag) loadModel();
+}
+
+function modelRow(model) {
+  const tr = element("tr");
+  tr.dataset.version = model.version;
+  tr.append(element("td", model.version), element("td", model.role, `role ${model.role}`),
+            element("td", model.share === null ? "" : String(model.share), "num"), element("td", utc(model.trained_at)),
+            element("td", fixed(model.holdout.holdout_accuracy), "num"), element("td", model.kernel || "unknown"),
+            roleActions(model));
+  return tr;
+}
+
+function roleActions(model) {
+  const cell = element("td");
+  if (model.role === "champion") { cell.textContent = "answers"; return cell; }
+  const button = (action, text) => {
+    const node = element("button", text);
+    node.type = "button";
+    node.dataset.action = action;
+    node.setAttribute("aria-label", `${text} ${model.version}`);
+    return node;
+  };
+  const withShare = (action, text, share) => {
+    const input = element("input");
+    Object.assign(input, { type: "text", inputMode: "decimal", size: 4, name: `${action}-share`, value: share });
+    input.setAttribute("aria-label", `share of requests for ${model.version} as ${action}`);
+    const group = element("span", undefined, "role-action");
+    group.append(input, button(action, text));
+    return group;
+  };
+  const check = element("input");
+  Object.assign(check, { type: "checkbox", name: "force", title: "promote although it was never shadow or canary" });
+  const force = element("label");
+  force.append(check, " force");
+  const promote = element("span", undefined, "role-action");
+  promote.append(force, button("promote", "Promote"));
+  const idle = button("idle", "Idle");
+  idle.disabled = model.role === "idle";
+  const actions = element("div", undefined, "role-actions");
+  actions.append(withShare("shadow", "Shadow", model.role === "shadow" ? model.share : 1),
+                 withShare("canary", "Canary", model.role === "canary" ? model.share : 0.1), promote, idle);
+  cell.append(actions);
+  return cell;
+}
+
+async function changeRole(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const row = button.closest("tr");
+  const { action } = button.dataset;
+  const body = { reason: $("#role-reason").value.trim() };
+  if (action === "shadow" || action === "canary") {
+    body.share = numberOrText(row.querySelector(`[name=${action}-share]`).value.trim());
+  }
+  if (action === "promote") body.force = row.querySelector("[name=force]").checked;
+  await operate(button, `v1/models/${encodeURIComponent(row.dataset.version)}/${action}`, body, row.dataset.version);
+}
+
+// POST a role change with the token; the answer is the new list, an error is shown as the API words it.
+async function operate(button, path, body, version) {
+  $("#models-error").textContent = "";
+  $("#models-status").textContent = "";
+  button.disabled = true;
+  try {
+    const answer = await api(path, { body, auth: true });
+    if (!answer.ok) { $("#models-error").textContent = errorText(answer); return; }
+    const models = answer.body.models;
+    const named = version ?? models.find((m) => m.role === "champion").version;  // a rollback: the champion
+    const model = models.find((m) => m.version === named);
+    $("#models-status").textContent = `${model.version} is now ${model.role}` +
+                                      (model.share === null ? "." : ` (share ${model.share}).`);
+    showModels(answer.body);
+    await Promise.all([loadComparisons(answer.body), loadAudit()]);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function loadComparisons(list) {
+  const champion = list.models.find((model) => model.role === "champion");
+  const challengers = list.models.filter((model) => model.role === "shadow" || model.role === "canary");
+  const boxes = await Promise.all(challengers.map(async (model) => {
+    const query = new URLSearchParams({ challenger: model.version });
+    const answer = await api(`v1/models/compare?${query}`, { auth: true });
+    const facts = element("dl", undefined, "facts");
+    renderFacts(facts, answer.ok ? comparisonFacts(answer.body) : [["error", errorText(answer)]]);
+    const box = element("div", undefined, "comparison");
+    box.dataset.version = model.version;
+    box.append(element("h3", `The ${model.role} ${model.version} against the champion ${champion.version}`), facts);
+    return box;
+  }));
+  $("#comparisons").replaceChildren(...boxes);
+}
+
+function comparisonFacts(comparison) {
+  const { counts, mcnemar, latency } = comparison;
+  const accuracy = (figures) => (figures.accuracy === null
+    ? `not enough labelled beans (${counts.labelled} of ${counts.min_count})`
+    : `${fixed(figures.accuracy)} (${figures.correct} of ${counts.labelled} labelled beans)`);
+  const timing = (figures) => (figures && figures.requests
+    ? `median ${fixed(figures.median_ms, 2)} ms, p99 ${fixed(figures.p99_ms, 2)} ms (${figures.requests} requests)`
+    : "no requests yet");
+  return [
+    ["agreement", comparison.agreement === null ? "no beans scored by both yet"
+      : `${fixed(comparison.agreement)} on ${counts.scored} beans`],
+    ["champion accuracy", accuracy(comparison.champion)], ["challenger accuracy", accuracy(comparison.challenger)],
+    ["verdict", comparison.verdict],
+    ["McNemar p-value", `${Number(mcnemar.p_value).toPrecision(3)} (only the champion right: ${mcnemar.b}, ` +
+                        `only the challenger: ${mcnemar.c})`],
+    ["champion latency", timing(latency.champion)], ["challenger latency", timing(latency.challenger)],
+  ];
+}
+
+async function loadAudit() {
+  const log = await recordRead(`v1/models/audit?${new URLSearchParams({ limit: AUDIT_ENTRIES })}`);
+  $("#audit-table tbody").replaceChildren(...(log ? log.entries : []).map((entry) => {
+    const tr = element("tr");
+    tr.append(element("td", utc(entry.created_at)), element("td", entry.action),
+              element("td", entry.version ?? entry.champion), element("td", entry.actor),
+              element("td", entry.reason, "reason"));
+    return tr;
+  }));
+}
+
 // --- Wiring ------------------------------------------------------------------------------------------------------
 
 function refresh() {
-  for (const load of [loadRecords, loadCounts, loadHealth, loadMonitoring]) {
+  for (const load of [loadRecords, loadCounts, loadHealth, loadMonitoring, loadModels]) {
     load().catch((error) => console.warn(load.name, error));
   }
 }
@@ -364,6 +520,9 @@ function start() {
   });
   $("#newer").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadRecords(); });
   $("#older").addEventListener("click", () => { state.offset += PAGE_SIZE; loadRecords(); });
+  $("#models-table tbody").addEventListener("click", changeRole);
+  $("#rollback").addEventListener("click", (event) => operate(event.target, "v1/models/rollback",
+                                                              { reason: $("#role-reason").value.trim() }));
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
