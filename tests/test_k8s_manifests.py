@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -326,7 +326,8 @@ def test_every_directory_bentoml_writes_is_a_mounted_volume(manifests: list[Mani
         assert {"/tmp", settings(manifests, workload, container_name)["BENTOML_HOME"]} <= set(mounts)
         empty_dirs = {v["name"] for v in pod_spec(workload)["volumes"] if "emptyDir" in v}
         claims = {t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])}
-        assert set(mounts.values()) <= empty_dirs | claims
+        writable = {m["name"] for m in container(workload, container_name)["volumeMounts"] if not m.get("readOnly")}
+        assert writable <= empty_dirs | claims
 
 
 # --- the service's StatefulSet ------------------------------------------------------------------------------
@@ -378,11 +379,27 @@ def test_service_ports_probes_and_settings(manifests: list[Manifest], server: Ma
     config = settings(manifests, server, "server")
     assert config["DRYBEANS_METRICS_PORT"] == "3001"
     assert config["DRYBEANS_MIGRATE_ON_STARTUP"] == "false"
+    assert "DRYBEANS_MODELS" not in config, "every model the image's Bento carries; the database names the champion"
     assert pod_spec(server)["enableServiceLinks"] is False
     env = env_by_name(server_container)
     assert env["MYSQL_USER"]["value"] == "drybeans_app"
     assert env["MYSQL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "drybeans-db", "key": "app-password"}
     assert env["DRYBEANS_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "drybeans-api", "key": "token"}
+
+
+def test_the_tokens_file_is_the_secrets_file_mounted_read_only_as_a_directory(
+    manifests: list[Manifest], server: Manifest
+) -> None:
+    """Issue #21: named, scoped tokens from the Secret drybeans-tokens (key `tokens`). Its directory is mounted, not
+    the file through subPath, so the kubelet's update of the Secret reaches the file and the service re-reads it."""
+    path = PurePosixPath(settings(manifests, server, "server")["DRYBEANS_TOKENS_FILE"])
+    [mount] = [m for m in container(server, "server")["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    assert mount["readOnly"] is True and "subPath" not in mount
+    [volume] = [v for v in pod_spec(server)["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "drybeans-tokens" and "items" not in volume["secret"]
+    assert path.name == "tokens"
+    assert volume["secret"]["defaultMode"] == 0o440, "read by the pod's group (fsGroup) only"
+    assert "optional" not in volume["secret"], "the service would not start without the file"
 
 
 def test_the_autoscaler_owns_the_statefulsets_replica_count(manifests: list[Manifest], server: Manifest) -> None:
@@ -758,7 +775,12 @@ def test_no_secret_value_is_rendered(manifests: list[Manifest]) -> None:
                 if "PASSWORD" in name or "TOKEN" in name:
                     assert "value" not in entry, f"{name} has a literal value"
                     assert entry["valueFrom"]["secretKeyRef"]["name"] in {"drybeans-db", "drybeans-api"}
+        for volume in pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] == "drybeans-tokens"
     for config_map in (m for m in manifests if m["kind"] == "ConfigMap"):
-        # A switch about the token (DRYBEANS_REQUIRE_TOKEN=true) is not a secret; anything else named so is.
+        # A switch about the token (DRYBEANS_REQUIRE_TOKEN=true) or the path of a mounted file
+        # (DRYBEANS_TOKENS_FILE) is not a secret; anything else named so is.
         assert not [key for key, value in config_map["data"].items()
-                    if re.search("PASSWORD|TOKEN|SECRET", key, re.IGNORECASE) and value not in ("true", "false")]
+                    if re.search("PASSWORD|TOKEN|SECRET", key, re.IGNORECASE) and value not in ("true", "false")
+                    and not (key.endswith("_FILE") and value.startswith("/"))]

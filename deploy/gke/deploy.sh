@@ -19,7 +19,8 @@ Deploys the drybeans BentoML image to GKE Autopilot:
   6. with --domain: reserves the global address drybeans-ip for the HTTPS load balancer;
   7. renders the manifests (kubectl kustomize) from deploy/k8s/overlays/DATABASE with the image, the
      namespace and the settings above;
-  8. creates the namespace and the Secrets drybeans-db and drybeans-api from the variables below;
+  8. creates the namespace and the Secrets drybeans-db and drybeans-api from the variables below, and
+     drybeans-tokens (named tokens, empty at first) unless it exists;
   9. applies the configuration (and MySQL, waiting for it), runs the migration Job and waits for it;
  10. applies the service, waits for its rollout and prints its address (with --domain) or how to
      reach it from inside the cluster, and how to reach V2 over gRPC (port 3002, inside the cluster only).
@@ -69,6 +70,7 @@ MYSQL=drybeans-mysql
 MIGRATION_JOB=drybeans-migrate
 DB_SECRET=drybeans-db
 API_SECRET=drybeans-api
+TOKENS_SECRET=drybeans-tokens
 DATABASE_NAME=drybeans
 APP_DB_USER=drybeans_app
 MIGRATOR_DB_USER=drybeans_migrator
@@ -363,11 +365,15 @@ write_kustomization() {
 }
 
 apply_secrets() {
-    step "Creating the Secrets $DB_SECRET and $API_SECRET"
+    step "Creating the Secrets $DB_SECRET, $API_SECRET and, unless it exists, $TOKENS_SECRET"
     local db_keys=(app-password=DRYBEANS_APP_DB_PASSWORD migrator-password=DRYBEANS_MIGRATOR_DB_PASSWORD)
     [[ $DATABASE == mysql ]] && db_keys=(mysql-root-password=DRYBEANS_MYSQL_ROOT_PASSWORD "${db_keys[@]}")
     apply_secret "$DB_SECRET" "${db_keys[@]}"
     apply_secret "$API_SECRET" token=DRYBEANS_API_TOKEN
+    # The named tokens' file (hashes only), which the pods mount: empty at first, then the operators' (README:
+    # "Tokens and scopes"), so an existing one is never replaced.
+    describe_or_create kubectl get secret "$TOKENS_SECRET" --namespace="$NAMESPACE" -- \
+        kubectl create secret generic "$TOKENS_SECRET" --namespace="$NAMESPACE" --from-literal=tokens=
 }
 
 # apply_secret NAME KEY=VARIABLE...: create or update the Secret NAME, each key from the named variable.
