@@ -105,7 +105,8 @@ class ShadowPrediction(Base):
     bean_index: Mapped[int] = mapped_column(Integer)
     model_tag: Mapped[str] = mapped_column(String(128))  # the model that scored in the background
     name: Mapped[str] = mapped_column(String(32))  # its label
-    seconds: Mapped[float] = mapped_column(Float(53))  # its scoring time for the whole request
+    # Its scoring time for the whole request, for a sample (null: scored with others, in one batch).
+    seconds: Mapped[float | None] = mapped_column(Float(53))
     answered_tag: Mapped[str] = mapped_column(String(128))  # the model whose answer the client got
     answered_name: Mapped[str] = mapped_column(String(32))
     answered_seconds: Mapped[float] = mapped_column(Float(53))

@@ -103,7 +103,9 @@ def request_times(connection: Connection, pairs: Pairs, first_id: int | None) ->
 
 
 def latency(seconds: npt.NDArray[np.float64]) -> Latency:
-    """A model's scoring times, one per request, as the median and 99th percentile in milliseconds."""
+    """A model's scoring times, one per request timed (NaN: scored in a background batch, not timed alone), as the
+    median and 99th percentile in milliseconds."""
+    seconds = seconds[~np.isnan(seconds)]
     if not len(seconds):
         return Latency(requests=0, median_ms=None, p99_ms=None)
     return Latency(requests=len(seconds), median_ms=float(np.median(seconds)) * 1000,

@@ -1,14 +1,16 @@
 """Second opinions off the request's critical path: a shadow's label (or the champion's, for a canary's beans) for
 beans another model answered, recorded in `shadow_predictions` in batches.
 
-The request hands its job over with one non-blocking put and answers; a thread of the worker scores the jobs one
-request at a time (so each model's scoring time per request is measured as the answer's was) and inserts the rows
-every half second. A full queue drops the job, a model that raises or a database that is down loses that batch of
-second opinions: each bean is counted (drybeans_shadow_beans_total), none ever fails or delays an answer.
+The request hands its job over with one non-blocking put and answers; a thread of the worker takes every queued job
+each 50 ms, scores each model's jobs in one call (timing the first alone: a latency sample of that model, measured
+as the answer's was), and inserts the rows every half second. A full queue drops the job, a model that raises or a
+database that is down loses that batch of second opinions: each bean is counted (drybeans_shadow_beans_total), none
+ever fails or delays an answer.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 import bentoml
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, Table, insert
+from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import ShadowPrediction
@@ -36,6 +38,9 @@ SECOND_OPINIONS = bentoml.metrics.Counter(
                   "scored and recorded, dropped (queue full), failed (the model raised), lost (database unavailable).")
 FLUSH_SECONDS = 0.5
 FLUSH_ROWS = 2_000
+DRAIN_SECONDS = 0.05  # how often the thread takes every queued job
+COLUMNS = ("request_id", "bean_index", "model_tag", "name", "seconds", "answered_tag", "answered_name",
+           "answered_seconds")
 
 
 @dataclass(frozen=True)
@@ -79,45 +84,93 @@ class ShadowScorer:
         pending: list[dict[str, object]] = []
         deadline = time.monotonic() + FLUSH_SECONDS
         while True:
-            try:
-                job = self._jobs.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                job = False  # type: ignore[assignment]  # time to flush
-            if job:
-                pending.extend(self._score(job))
-            if job is None or len(pending) >= FLUSH_ROWS or time.monotonic() >= deadline:
+            time.sleep(DRAIN_SECONDS)  # woken by a clock, not by each job: no thread switch per request
+            jobs, closing = self._drain()
+            for same_model in _by_model(jobs):
+                pending.extend(self._score(same_model))
+            if closing or len(pending) >= FLUSH_ROWS or time.monotonic() >= deadline:
                 self._flush(pending)
                 pending = []
                 deadline = time.monotonic() + FLUSH_SECONDS
-            if job is None:
+            if closing:
                 return
 
-    def _score(self, job: ShadowJob) -> list[dict[str, object]]:
-        start = time.perf_counter()
+    def _drain(self) -> tuple[list[ShadowJob], bool]:
+        """Every queued job, and whether close() asked to stop after them."""
+        jobs: list[ShadowJob] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return jobs, False
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+
+    def _score(self, jobs: list[ShadowJob]) -> list[dict[str, object]]:
+        """Score one model's jobs: the first alone, timed as a request is (its latency sample), the rest in one
+        call (a per-call cost paid once: 1.5 µs a bean instead of 50 µs a request for the linear model)."""
+        model, first, rest = jobs[0].model, jobs[0], jobs[1:]
         try:
-            labels, _ = job.model.classify(job.rows)
+            start = time.perf_counter()
+            first_labels, _ = model.classify(first.rows)
+            seconds = time.perf_counter() - start
+            rest_labels = model.classify(np.vstack([job.rows for job in rest]))[0].tolist() if rest else []
         except Exception:  # a challenger's bug must not stop the thread: count it, keep scoring
-            logger.exception("shadow model %s failed on request %s", job.model.tag, job.request_id)
-            self._count("failed", len(job.rows))
+            logger.exception("shadow model %s failed on %d requests", model.tag, len(jobs))
+            self._count("failed", sum(len(job.rows) for job in jobs))
             return []
-        seconds = time.perf_counter() - start
-        self._count("scored", len(job.rows))
-        return [{"request_id": job.request_id, "bean_index": index, "model_tag": job.model.tag, "name": label,
-                 "seconds": seconds, "answered_tag": job.answered_tag, "answered_name": answered,
-                 "answered_seconds": job.answered_seconds}
-                for index, (label, answered) in enumerate(zip(labels.tolist(), job.answered_labels.tolist(),
-                                                              strict=True))]
+        self._count("scored", sum(len(job.rows) for job in jobs))
+        found = _rows(first, first_labels.tolist(), seconds)
+        offset = 0
+        for job in rest:
+            found += _rows(job, rest_labels[offset:offset + len(job.rows)], None)
+            offset += len(job.rows)
+        return found
 
     def _flush(self, rows: list[dict[str, object]]) -> None:
         if not rows:
             return
         try:
             with self._engine.begin() as connection:
-                connection.execute(insert(SHADOW_PREDICTIONS), rows)
+                if connection.dialect.driver == "pymysql":
+                    _insert_as_literals(connection, rows)
+                else:
+                    connection.execute(insert(SHADOW_PREDICTIONS), rows)
         except SQLAlchemyError as error:
             logger.warning("%d second opinions not recorded, the database is unavailable: %s", len(rows),
                            type(error).__name__)
             self._count("lost", len(rows))
+
+
+def _by_model(jobs: list[ShadowJob]) -> list[list[ShadowJob]]:
+    """The jobs grouped by the model that scores them, in arrival order."""
+    groups: dict[str, list[ShadowJob]] = {}
+    for job in jobs:
+        groups.setdefault(job.model.tag, []).append(job)
+    return list(groups.values())
+
+
+def _rows(job: ShadowJob, labels: list[str], seconds: float | None) -> list[dict[str, object]]:
+    return [{"request_id": job.request_id, "bean_index": index, "model_tag": job.model.tag, "name": label,
+             "seconds": seconds, "answered_tag": job.answered_tag, "answered_name": answered,
+             "answered_seconds": job.answered_seconds}
+            for index, (label, answered) in enumerate(zip(labels, job.answered_labels.tolist(), strict=True))]
+
+
+def _insert_as_literals(connection: Connection, rows: list[dict[str, object]]) -> None:
+    """MySQL and MariaDB through PyMySQL: the statement's text is built here (as db/store.py does for predictions),
+    escaping only the few distinct strings, instead of every value in Python (28 µs a row -> 8 µs)."""
+    escape = functools.cache(connection.connection.driver_connection.escape)  # type: ignore[union-attr]
+    head = f"INSERT INTO {SHADOW_PREDICTIONS.name} ({', '.join(COLUMNS)}) VALUES "  # noqa: S608  (fixed names)
+    values = ",".join(f"({escape(r['request_id'])},{r['bean_index']:d},{escape(r['model_tag'])},{escape(r['name'])},"
+                      f"{_number(r['seconds'])},{escape(r['answered_tag'])},{escape(r['answered_name'])},"
+                      f"{_number(r['answered_seconds'])})" for r in rows)
+    connection.exec_driver_sql(head + values, execution_options={"no_parameters": True})
+
+
+def _number(value: object) -> str:
+    return "NULL" if value is None else repr(float(value))  # type: ignore[arg-type]  # a float from the timer
 
 
 def count_beans(result: str, beans: int) -> None:

@@ -40,6 +40,12 @@ EXPLAINED_CODE = {
     ("db/store.py", "B608", "head = f\"INSERT INTO {PREDICTIONS.name} ({', '.join(ROW_COLUMNS)}) VALUES \""):
         "the bulk INSERT's head: the table's and columns' fixed names; the values are escaped by the driver (strings), "
         "formatted as an int (`:d`) or written by orjson (finite floats); test_security.py lists it",
+    ("serving/token_file.py", "B105", 'API_TOKEN_NAME = "api-token"'):
+        "the NAME under which DRYBEANS_API_TOKEN appears in the audit log, not a secret (tokens are stored hashed)",
+    ("rollout/shadow.py", "B608",
+     "head = f\"INSERT INTO {SHADOW_PREDICTIONS.name} ({', '.join(COLUMNS)}) VALUES \""):
+        "the second opinions' bulk INSERT head: fixed table and column names; strings escaped by the driver, an int "
+        "(`:d`), floats from the timer or NULL",
     ("model/figures.py", "B404", "import subprocess"):
         "train.py's figures are drawn by this same file run with this same interpreter",
     ("model/figures.py", "B603",

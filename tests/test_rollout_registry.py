@@ -121,13 +121,32 @@ def test_second_opinions_are_recorded_beside_the_answer(engine: Engine, champion
     assert {(row.model_tag, row.answered_tag) for row in stored} == {("drybean_svc:next", "drybean_svc:champion")}
     assert [row.name for row in stored] == [row.answered_name for row in stored] == scored.labels.tolist()
     assert counted.beans == Counter(scored=len(rows))
+    assert stored[0].seconds is not None  # the first job of a drain is timed alone: a latency sample
+
+
+def test_a_drain_scores_each_models_jobs_in_one_call_and_times_one_alone(engine: Engine, champion: Classifier,
+                                                                        rows: np.ndarray) -> None:
+    counted = Counted()
+    scorer = ShadowScorer(engine, 100, counted)
+    labels = champion.classify(rows)[0]
+    for i in range(20):
+        scorer.submit(ShadowJob(f"r{i:02d}", rows, "drybean_svc:answered", labels, 0.001, champion))
+    scorer.close(30)
+    with engine.connect() as connection:
+        stored = connection.execute(select(ShadowPrediction.request_id, ShadowPrediction.name,
+                                           ShadowPrediction.seconds).order_by(ShadowPrediction.request_id,
+                                                                              ShadowPrediction.bean_index)).all()
+    assert len(stored) == 20 * len(rows)
+    assert [name for request, name, _ in stored if request == "r07"] == labels.tolist()  # its own beans' labels
+    timed = {request for request, _, seconds in stored if seconds is not None}
+    assert 1 <= len(timed) < 20  # a sample: the first job of each drain
 
 
 def test_a_failing_or_overwhelmed_shadow_never_stops_or_blocks(engine: Engine, champion: Classifier,
                                                                rows: np.ndarray) -> None:
     counted = Counted()
     scorer = ShadowScorer(engine, 2, counted)
-    broken = dataclasses.replace(champion, predictor=Broken())
+    broken = dataclasses.replace(champion, predictor=Broken(), tag="drybean_svc:broken")
     labels = champion.classify(rows)[0]
     start = time.perf_counter()
     for i in range(200):

@@ -224,7 +224,8 @@ def test_shadow_compare_promote_rollback_canary_guard(story: dict[str, Any], tra
         assert compared["champion"]["accuracy"] == pytest.approx(float(np.mean(ours == truth)), abs=1e-12)
         assert compared["challenger"]["accuracy"] == pytest.approx(float(np.mean(theirs == truth)), abs=1e-12)
         assert compared["agreement"] == pytest.approx(float(np.mean(ours == theirs)), abs=1e-12)
-        assert compared["latency"]["challenger"]["requests"] == BEANS // PER_REQUEST
+        assert 0 < compared["latency"]["challenger"]["requests"] <= BEANS // PER_REQUEST  # a sample, timed alone
+        assert compared["latency"]["champion"]["requests"] == BEANS // PER_REQUEST  # every answer is timed
 
         # Promote: a read-scoped token may not; an operate-scoped one may, and the audit names it.
         refused = change(pod_a, f"{trained.challenger}/promote", token=READ_TOKEN)

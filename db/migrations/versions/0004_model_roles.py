@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("bean_index", sa.Integer, nullable=False),
         sa.Column("model_tag", sa.String(128), nullable=False),
         sa.Column("name", sa.String(32), nullable=False),
-        sa.Column("seconds", sa.Float(53), nullable=False),
+        sa.Column("seconds", sa.Float(53), comment="null: scored in a batch, not timed alone"),
         sa.Column("answered_tag", sa.String(128), nullable=False),
         sa.Column("answered_name", sa.String(32), nullable=False),
         sa.Column("answered_seconds", sa.Float(53), nullable=False),
