@@ -1,15 +1,18 @@
 """The benchmark harness (issue "Performance"): our service against MySQL, beside the tutorial and a minimal service.
 
     .venv/bin/python -m tests.benchmarks.run [--runs 3] [--duration 10]
-                                             [--scenarios ours minimal tutorial profile v2]
+                                             [--scenarios ours minimal tutorial profile v2 shadow]
                                              [--image drybeans:latest] [--mlserver-venv .venv-mlserver]
 
 Each run trains a model into a throwaway BentoML home, then starts each server in turn (never two at once) against
 its own throwaway MariaDB database, warms it up, and drives it with wrk (small requests, 32 connections) and httpx
 (large requests, one at a time). Scenario v2 (issue #20) serves the run's model from ours (gRPC on) and from
 MLServer 1.7 (v2_peers.py) in turn, and sends both the same V2 requests over REST JSON, REST binary and gRPC
-(grpc_load.py). A target counts only when every run meets it: results/results.md opens with each target's figure in
-every run and their median, followed by each run's full report; results.json holds the same.
+(grpc_load.py). Scenario shadow (issue #21) trains a linear and an RBF challenger into the run's model store (last,
+so that no other scenario loads them), serves the three models, and measures the champion's one bean store:true with
+no shadow and with the linear one in alternation, then with the RBF one, changing the roles live through the
+operator API (shadow.py). A target counts only when every run meets it: results/results.md opens with each target's
+figure in every run and their median, followed by each run's full report; results.json holds the same.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -38,12 +42,15 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from data.readers import read_dataset
-from tests.benchmarks import grpc_load, load, processes, pyspy, v2_bodies, v2_peers
+from tests.benchmarks import grpc_load, load, processes, pyspy, shadow, v2_bodies, v2_peers
 from tests.benchmarks.report import (
+    LINEAR_SHADOW,
     MINIMAL,
     MLSERVER,
+    NO_SHADOW,
     ONE_BEAN,
     OURS,
+    RBF_SHADOW,
     TUTORIAL,
     V2_BINARY,
     V2_GRPC,
@@ -52,6 +59,7 @@ from tests.benchmarks.report import (
     V2_ONE,
     Results,
     Scenario,
+    ShadowPhase,
     machine_header,
     summary,
     summary_markdown,
@@ -66,7 +74,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TUTORIAL_APP = HERE / "tutorial_app"
 DEFAULT_DATA = Path(os.environ.get("DRYBEAN_DATA") or ROOT.parent / "shared" / "data" / "Dry_Bean_Dataset.csv")
-SCENARIOS = ("ours", "minimal", "tutorial", "profile", "v2")
+SCENARIOS = ("ours", "minimal", "tutorial", "profile", "v2", "shadow")
 BATCH_SIZES = (1_000, 10_000)
 V2_LARGE_BEANS = 10_000
 # The gRPC load as wrk's: one call in flight per connection (channel), the connections split over 2 driver processes.
@@ -75,6 +83,12 @@ READY_TIMEOUT_SECONDS = 120
 TRAIN_TIMEOUT_SECONDS = 600
 TUTORIAL_FIT_TIMEOUT_SECONDS = 1800
 ROWS_SETTLE_SECONDS = 10
+# The shadow scenario's challengers (train.py's options) and its passes in order: no shadow and the linear one in
+# alternation, so that drift over the run falls on both; then the RBF one (information, no target).
+CHALLENGERS = {LINEAR_SHADOW: ("--C", "0.5"), RBF_SHADOW: ("--kernel", "rbf", "--C", "10")}
+SHADOW_PASSES: tuple[tuple[str, float | None], ...] = (
+    (NO_SHADOW, None), (LINEAR_SHADOW, 1.0), (NO_SHADOW, None), (LINEAR_SHADOW, 1.0),
+    (RBF_SHADOW, 1.0), (RBF_SHADOW, 0.1))
 PICK_WORKER_SECONDS = 1.0
 
 
@@ -115,8 +129,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="ours: one bean, 1,000 and 10,000 beans, cold start, memory; minimal and tutorial: "
                              "the baselines; profile: py-spy on one of our workers under store:true load "
-                             "(default: all); v2: ours and MLServer 1.7 over V2 REST JSON, REST binary and gRPC. "
-                             "Training always runs: it makes the model the servers load.")
+                             "(default: all); v2: ours and MLServer 1.7 over V2 REST JSON, REST binary and gRPC; "
+                             "shadow: what a linear shadow (and, for information, an RBF one) costs our champion's "
+                             "one bean store:true. Training always runs: it makes the model the servers load.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"dataset CSV (default: {DEFAULT_DATA})")
     parser.add_argument("--image", help="also report this Docker image's size (e.g. drybeans:latest)")
     parser.add_argument("--mlserver-venv", type=Path, default=v2_peers.DEFAULT_VENV,
@@ -152,7 +167,7 @@ def run_once(options: Options) -> Results:
                                        "wrk": f"-t1 -c{options.connections}",
                                        "large requests": f"{options.batch_requests} sequential each"}
         bench = Bench(options, Results(machine_header(), settings), logs, Path(scratch) / "bentoml")
-        train(bench, Path(scratch) / "train-output")
+        champion = train(bench, Path(scratch) / "train-output")
         if "ours" in options.scenarios or "profile" in options.scenarios:
             bench_ours(bench)
         if "minimal" in options.scenarios:
@@ -161,6 +176,8 @@ def run_once(options: Options) -> Results:
             bench_tutorial(bench)
         if "v2" in options.scenarios:
             bench_v2(bench, Path(scratch))
+        if "shadow" in options.scenarios:  # last: its challengers join the model store the others serve from
+            bench_shadow(bench, champion, Path(scratch))
         if options.image:
             bench.results.image_mb = image_megabytes(options.image)
     return bench.results
@@ -170,20 +187,39 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     sys.exit(128 + signal.SIGTERM)
 
 
-def train(bench: Bench, output: Path) -> None:
-    """Run `python train.py` as a user would, into the run's BentoML home; record wall time and its fit line."""
-    print("training: python train.py", flush=True)
+@dataclass(frozen=True)
+class Trained:
+    """A model train.py saved: its tag, the script's wall time and what it printed."""
+
+    tag: str
+    seconds: float
+    stdout: str
+
+
+def train(bench: Bench, output: Path) -> str:
+    """Run `python train.py` as a user would, into the run's BentoML home; record wall time and its fit line; the
+    saved model's tag."""
+    trained = run_train_py(bench, output, ())
+    fit = re.search(r"^fit\s+([\d.]+) s", trained.stdout, re.MULTILINE)
+    bench.results.training["train.py wall seconds"] = trained.seconds
+    bench.results.training["train.py fit line"] = fit.group(0) if fit else "no fit line printed"
+    return trained.tag
+
+
+def run_train_py(bench: Bench, output: Path, arguments: tuple[str, ...]) -> Trained:
+    """`python train.py <arguments>` into the run's BentoML home."""
+    print(f"training: python train.py {' '.join(arguments)}".rstrip(), flush=True)
     env = {**os.environ, "DRYBEAN_DATA": str(bench.options.data), "BENTOML_HOME": str(bench.bentoml_home),
            "BENTOML_DO_NOT_TRACK": "true"}
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "train.py", "--output", str(output)], cwd=ROOT, env=env,
+    completed = subprocess.run([sys.executable, "train.py", "--output", str(output), *arguments], cwd=ROOT, env=env,
                                capture_output=True, text=True, timeout=TRAIN_TIMEOUT_SECONDS, check=False)
     wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"train.py failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
-    fit = re.search(r"^fit\s+([\d.]+) s", completed.stdout, re.MULTILINE)
-    bench.results.training["train.py wall seconds"] = wall
-    bench.results.training["train.py fit line"] = fit.group(0) if fit else "no fit line printed"
+    saved = re.search(r"^saved (\S+)$", completed.stdout, re.MULTILINE)
+    if completed.returncode != 0 or saved is None:
+        raise RuntimeError(f"train.py {' '.join(arguments)} failed ({completed.returncode}):\n"
+                           f"{completed.stderr[-3000:]}")
+    return Trained(saved.group(1), wall, completed.stdout)
 
 
 def bench_ours(bench: Bench) -> None:
@@ -247,6 +283,50 @@ def bench_tutorial(bench: Bench) -> None:
                 measure_one_bean(bench, server, TUTORIAL, store=store, engine=engine)
         finally:
             engine.dispose()
+
+
+def bench_shadow(bench: Bench, champion: str, scratch: Path) -> None:
+    """Issue #21: what a shadow costs the champion. Train the challengers, serve them beside the champion (the first
+    of DRYBEANS_MODELS answers), and measure each pass of SHADOW_PASSES on the same server, the roles changed live."""
+    challengers = {}
+    for name, arguments in CHALLENGERS.items():
+        trained = run_train_py(bench, scratch / f"train-{name.split()[0].lower()}", arguments)
+        bench.results.training[f"train.py {' '.join(arguments)} wall seconds"] = trained.seconds
+        challengers[name] = trained.tag
+    bench.results.settings["shadow"] = (f"champion {champion}, " + ", ".join(
+        f"{name} {tag} (train.py {' '.join(CHALLENGERS[name])})" for name, tag in challengers.items()))
+    with mysql_database() as database:
+        migrate_schema(database)
+        settings = {"DRYBEANS_MODELS": ",".join((champion, *challengers.values())),
+                    "DRYBEANS_SPOOL_DIR": str(scratch / "spool-shadow")}  # its own roles cache, too
+        with serve_bentoml(bench, f"{OURS} (shadow)", ["serve"], database, settings) as server:
+            engine = database.engine()
+            try:
+                warm_up(bench, server, "/predict")
+                for number, (name, share) in enumerate(SHADOW_PASSES, start=1):
+                    measure_shadow_pass(bench, server, engine, number, name, challengers.get(name), share)
+            finally:
+                engine.dispose()
+
+
+def measure_shadow_pass(bench: Bench, server: processes.RunningServer, engine: Engine, number: int, name: str,
+                        tag: str | None, share: float | None) -> None:
+    """Put the shadow `tag` in force at `share` (None: no shadow), measure one bean store:true, and count what became
+    of the second opinions once the shadow's queue has drained."""
+    shadow.put_in_force(server.url, tag, share or 0.0)
+
+    def fate() -> tuple[dict[str, int], Counter[str]]:
+        return shadow.second_opinions(server.url), shadow.shadow_rows(engine)
+
+    beans_before, rows_before = shadow.settled(fate)
+    label = name if share is None else f"{name} {share}"
+    measure_one_bean(bench, server, OURS, store=True, engine=engine, scenario=f"{ONE_BEAN}, pass {number}: {label}")
+    beans_after, rows_after = shadow.settled(fate)
+    rows = rows_after - rows_before
+    bench.results.shadow_phases.append(ShadowPhase(
+        shadow=name, share=share, scenario=bench.results.scenarios[-1],
+        beans={result: beans_after[result] - beans_before[result] for result in beans_after},
+        rows_recorded=rows[tag] if tag is not None else rows.total()))
 
 
 @dataclass(frozen=True)
@@ -416,7 +496,7 @@ def warm_up(bench: Bench, server: processes.RunningServer, path: str) -> None:
 
 
 def measure_one_bean(bench: Bench, server: processes.RunningServer, name: str, *, store: bool,
-                     engine: Engine | None) -> None:
+                     engine: Engine | None, scenario: str = ONE_BEAN) -> None:
     """One bean per request from `connections` wrk connections for `duration` seconds."""
     body = load.tutorial_body([load.EXAMPLE_BEAN], store=store)
     options = bench.options
@@ -424,7 +504,7 @@ def measure_one_bean(bench: Bench, server: processes.RunningServer, name: str, *
     def drive() -> load.LoadResult:
         return load.run_wrk(server.url + "/predict", body, connections=options.connections, seconds=options.duration)
 
-    record_scenario(bench, server, name, ONE_BEAN, store, 1, options.connections, engine, drive)
+    record_scenario(bench, server, name, scenario, store, 1, options.connections, engine, drive)
 
 
 def measure_large_requests(bench: Bench, server: processes.RunningServer, beans: int, *, store: bool,
@@ -533,7 +613,8 @@ def profile_pass(bench: Bench, server: processes.RunningServer, *, native: bool)
              f"(pid {busiest}; worker CPU cores in the first second: {split}), one bean store:true "
              f"@{bench.options.connections}: {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms:.1f} ms "
              "while sampled")
-    summary = {"title": title, "collapsed_stacks": str(collapsed.relative_to(ROOT)), "threads": pyspy.to_json(threads)}
+    summary: dict[str, object] = {"title": title, "collapsed_stacks": str(collapsed.relative_to(ROOT)),
+                                  "threads": pyspy.to_json(threads)}
     return pyspy.to_markdown(threads, title, top=12 if native else 15), summary
 
 
