@@ -18,6 +18,10 @@ from sklearn.pipeline import Pipeline
 
 from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ties
 from model.compiled_svc import exact_predictor
+from trust.conformal import ConformalSets
+from trust.ood import OutOfDistribution
+
+REPORTED_COVERAGES = (0.9, 0.95, 0.99)  # the prediction sets' coverages metrics.json reports
 
 
 class ClassScores(BaseModel):
@@ -40,6 +44,23 @@ class ProbabilityMetrics(BaseModel):
     vote_ties: int = Field(description="holdout beans on which several varieties tie on pairwise votes")
     label_not_most_probable: int = Field(description="holdout beans whose label is not their most probable "
                                                      "variety (possible only on vote ties)")
+
+
+class SetCoverage(BaseModel):
+    """Conformal prediction sets at one requested coverage, on the holdout set."""
+
+    coverage: float = Field(description="share of holdout beans whose true variety is in their prediction set")
+    mean_set_size: float = Field(description="varieties per set, on average (an empty set counts 0)")
+    threshold: float = Field(description="the calibrated probability a variety needs to be in a set")
+
+
+class OutOfDistributionShare(BaseModel):
+    """Holdout beans beyond the out-of-distribution threshold (trust/ood.py)."""
+
+    threshold: float = Field(description="the 99.9th percentile of the training beans' distances to their "
+                                         "predicted variety")
+    holdout_beans: int = Field(description="holdout beans beyond it, scored against their predicted variety")
+    holdout_share: float
 
 
 class FeedbackBeans(BaseModel):
@@ -76,6 +97,8 @@ class Metrics(BaseModel):
     per_class: dict[str, ClassScores]
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted, in `classes` order
     probabilities: ProbabilityMetrics | None = None
+    conformal: dict[str, SetCoverage] | None = None  # by requested coverage: "0.9", "0.95", "0.99"
+    out_of_distribution: OutOfDistributionShare | None = None
     training_beans: int | None = None  # what the model was fitted on: the split's training part, plus feedback
     holdout_beans: int | None = None
     feedback: FeedbackBeans | None = None  # with `train.py --feedback` only
@@ -150,3 +173,22 @@ def probability_metrics(calibrator: TemperatureScaling, scores: npt.NDArray[np.f
         vote_ties=int(vote_ties(scores).sum()),
         label_not_most_probable=int((most_probable != labels).sum()),
     )
+
+
+def set_coverages(conformal: ConformalSets, probabilities: npt.NDArray[np.float64],
+                  y_index: npt.NDArray[np.intp]) -> dict[str, SetCoverage]:
+    """Coverage and mean size of the prediction sets of holdout `probabilities` at each reported coverage."""
+    coverages = {}
+    for requested in REPORTED_COVERAGES:
+        sets = conformal.sets(probabilities, requested)
+        coverages[str(requested)] = SetCoverage(coverage=float(sets[np.arange(len(sets)), y_index].mean()),
+                                                mean_set_size=float(sets.sum(axis=1).mean()),
+                                                threshold=conformal.threshold(requested))
+    return coverages
+
+
+def out_of_distribution_share(ood: OutOfDistribution, x: npt.NDArray[np.float64],
+                              predicted_index: npt.NDArray[np.intp]) -> OutOfDistributionShare:
+    """How many holdout beans `x` lie beyond the threshold, from their predicted varieties."""
+    beyond = int((ood.score(x, predicted_index) > ood.threshold).sum())
+    return OutOfDistributionShare(threshold=ood.threshold, holdout_beans=beyond, holdout_share=beyond / len(x))

@@ -26,9 +26,19 @@ from data.schema import CLASSES, FEATURES
 from model.calibration import TemperatureScaling
 from model.champion import compare, current_champion, describe
 from model.compiled_svc import exact_predictor
-from model.evaluation import FeedbackBeans, Metrics, holdout_metrics, out_of_fold, probability_metrics
+from model.evaluation import (
+    FeedbackBeans,
+    Metrics,
+    holdout_metrics,
+    out_of_distribution_share,
+    out_of_fold,
+    probability_metrics,
+    set_coverages,
+)
 from model.figures import Figures
 from monitoring.reference import Reference, build_reference
+from trust.conformal import ConformalSets
+from trust.ood import OutOfDistribution
 
 MODEL_NAME = "drybean_svc"
 # The tutorial's split, so that accuracies compare with its 0.923.
@@ -53,7 +63,7 @@ def step(name: str) -> Iterator[None]:
 
 
 def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference: Reference,
-               calibrator: TemperatureScaling) -> bentoml.Model:
+               calibrator: TemperatureScaling, ood: OutOfDistribution, conformal: ConformalSets) -> bentoml.Model:
     """Save to the model store with what a server and a person need to trust it without this script."""
     svc = pipeline.named_steps["svc"]
     params = {"kernel": svc.kernel, "C": svc.C, "scaler": "StandardScaler"}
@@ -69,6 +79,7 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference
             "classes": list(CLASSES),
             "metrics": metrics.model_dump(exclude_none=True),  # BentoML metadata holds no None
             "calibration": calibrator.to_metadata(),  # the service's probabilities: calibration.py
+            "trust": {"ood": ood.to_metadata(), "conformal": conformal.to_metadata()},  # which answers to doubt
             "reference": reference.model_dump(),  # the training data in summary, for drift
             "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows,
                         "class_counts": {c: int((dataset.labels == c).sum()) for c in CLASSES},
@@ -113,14 +124,23 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
     pipeline = build_pipeline(args.kernel, args.C)
     with step("fit"):  # and the cross-validation's folds beside it
         folds = out_of_fold(pipeline, x_train, y_train, fit_pipeline=True)
+    y_index = np.searchsorted(CLASSES, y_train)
     with step("evaluate"):
-        calibrator = TemperatureScaling.fit(folds.scores, np.searchsorted(CLASSES, y_train))
+        calibrator = TemperatureScaling.fit(folds.scores, y_index)
         labels, scores = exact_predictor(pipeline).predict_with_scores(x_test)  # exact labels
         metrics = holdout_metrics(y_test, labels, list(CLASSES), folds.accuracies,
                                   probability_metrics(calibrator, scores, labels, y_test, list(CLASSES)))
+        probabilities = calibrator.probabilities(scores)
         figures.draw(confusion_matrix=metrics.confusion_matrix, classes=metrics.classes,
                      accuracy=metrics.holdout_accuracy, macro_f1=metrics.macro_f1,
-                     probabilities=calibrator.probabilities(scores), y_true=y_test)
+                     probabilities=probabilities, y_true=y_test)
+    with step("trust"):  # fitted on out-of-fold probabilities: beans the scoring model never saw, as when served
+        out_of_fold_probabilities = calibrator.probabilities(folds.scores)
+        conformal = ConformalSets.fit(out_of_fold_probabilities, y_index)
+        ood = OutOfDistribution.fit(x_train, y_index, out_of_fold_probabilities.argmax(axis=1))
+        metrics = metrics.model_copy(update={
+            "conformal": set_coverages(conformal, probabilities, np.searchsorted(CLASSES, y_test)),
+            "out_of_distribution": out_of_distribution_share(ood, x_test, np.searchsorted(CLASSES, labels))})
     with step("champion"):
         comparison = compare(champion, metrics.holdout_accuracy, x_test, y_test)
     metrics = metrics.model_copy(update={"training_beans": len(y_train), "holdout_beans": len(y_test),
@@ -143,6 +163,6 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
         return 1
     with step("save"):
         model = save_model(pipeline, dataset, metrics, build_reference(x_train, y_train, FEATURES, CLASSES),
-                           calibrator)
+                           calibrator, ood, conformal)
     print(f"{summary}\nreports in {args.output}/\nsaved {model.tag}")
     return 0
