@@ -68,6 +68,10 @@ class Settings(BaseSettings):
                                          "prediction not recorded yet (spooled on another pod, say) waits for it; "
                                          "then it is set aside as a dead letter (`python -m db.deadletter`).")
 
+    reject_inconsistent: bool = Field(False, description="Refuse (422) a /v1/classify request with a bean whose "
+                                      "features contradict each other (trust/consistency.py), instead of answering "
+                                      "it with consistent: false.")
+
     # Serving
     reuse_port: bool = Field(True, description="Each worker listens on a socket of its own (SO_REUSEPORT, Linux), "
                              "so that connections spread over the workers instead of piling onto one.")

@@ -77,6 +77,8 @@ BACKTEST_DATABASE_UNAVAILABLE = ("cannot read the stored predictions from {url}:
                                  "MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD and MYSQL_DB")
 NO_STORED_PREDICTIONS = ("no stored predictions with features{filters} in {url}: record some first, or widen "
                          "--champion and --since")
+INCONSISTENT_BEANS = ("features that contradict each other (DRYBEANS_REJECT_INCONSISTENT is on): {beans}; check "
+                      "the measurements (README: Which answers to doubt); nothing was recorded")
 # Models and their roles (rollout/)
 UNKNOWN_MODEL = "no model {version} is loaded; loaded: {loaded}"
 SHARE_REQUIRED = 'a canary needs its share of the requests: send {"share": 0.1}, at most 0.5'
@@ -149,6 +151,13 @@ class Forbidden(ApiError):
 
     status = 403
     code = "forbidden"
+
+
+class InconsistentBeans(ApiError):
+    """Beans whose features contradict each other, where the service is set to refuse them."""
+
+    status = 422
+    code = "inconsistent_features"
 
 
 class UnknownModel(ApiError):

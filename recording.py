@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 import errors
-from db.store import PredictionRecord
+from db.store import Flags, PredictionRecord
 from db.writer import GroupCommitWriter, WriteFailed
 from schemas import StoreStatus
 
@@ -36,11 +36,15 @@ def new_request_id() -> str:
 
 
 def prediction_records(request_id: str, model_tag: str, rows: npt.NDArray[np.float64],
-                       labels: Sequence[str] | npt.NDArray[np.str_]) -> list[PredictionRecord]:
-    """One record per bean, stamped with the same UTC time."""
+                       labels: Sequence[str] | npt.NDArray[np.str_],
+                       flags: Sequence[Flags] | None = None) -> list[PredictionRecord]:
+    """One record per bean, stamped with the same UTC time, with its flags when the answer was assessed."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    return [PredictionRecord(request_id, index, str(label), model_tag, now, tuple(features))
-            for index, (features, label) in enumerate(zip(rows.tolist(), labels, strict=True))]
+    if flags is None:
+        return [PredictionRecord(request_id, index, str(label), model_tag, now, tuple(features))
+                for index, (features, label) in enumerate(zip(rows.tolist(), labels, strict=True))]
+    return [PredictionRecord(request_id, index, str(label), model_tag, now, tuple(features), bean_flags)
+            for index, (features, label, bean_flags) in enumerate(zip(rows.tolist(), labels, flags, strict=True))]
 
 
 class PredictionRecorder:
@@ -50,11 +54,12 @@ class PredictionRecorder:
         self._writer = writer
 
     async def record(self, rows: npt.NDArray[np.float64], labels: Sequence[str] | npt.NDArray[np.str_], *,
-                     model_tag: str, request_id: str | None = None, want_ids: bool = False) -> Recorded:
+                     model_tag: str, request_id: str | None = None, want_ids: bool = False,
+                     flags: Sequence[Flags] | None = None) -> Recorded:
         """Store one request's predictions, made by `model_tag`; StoreUnavailable when neither database nor spool
         can take them."""
         request_id = request_id or new_request_id()
-        records = prediction_records(request_id, model_tag, rows, labels)
+        records = prediction_records(request_id, model_tag, rows, labels, flags)
         try:
             written = await self._writer.write(records, want_ids=want_ids)
         except WriteFailed as failure:  # neither the database nor the spool could take them

@@ -9,6 +9,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from data.schema import FEATURES, MAX_MAGNITUDE
+from trust.assessment import DEFAULT_COVERAGE
+from trust.conformal import MAX_COVERAGE, MIN_COVERAGE
+from trust.consistency import Inconsistency
 
 EXAMPLE_ROW = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82, 0.99, 0.93, 0.82, 0.01, 0.0,
                0.67, 1.0]  # the tutorial's example bean: a DERMASON
@@ -56,6 +59,9 @@ class ClassifyRequest(BaseModel):
     beans: list[Bean] = Field(min_length=1, fail_fast=True, description="the beans, each with its 16 features")
     store: bool = Field(True, description="record the predictions in the database")
     explain: bool = Field(False, description="also answer, per bean, why the label won: see `explanation`")
+    coverage: float = Field(DEFAULT_COVERAGE, ge=MIN_COVERAGE, le=MAX_COVERAGE,
+                            description="the share of beans whose true variety the prediction sets should hold "
+                                        "(split conformal, calibrated at training on held-out folds)")
 
 
 class Explanation(BaseModel):
@@ -85,6 +91,21 @@ class BeanPrediction(BaseModel):
                     "(several varieties winning as many pairwise contests), where the label is the first tied "
                     "variety in alphabetical order, as scikit-learn decides, and the probabilities rank the tied "
                     "varieties by their pairwise margins")
+    prediction_set: list[str] | None = Field(
+        description="the varieties whose calibrated probability reaches the threshold calibrated for the requested "
+                    "`coverage`: the true variety is in the set for that share of beans. Empty: no variety is likely "
+                    "enough; several: the model cannot tell them apart. Null for a model trained before sets",
+        examples=[["DERMASON"]])
+    needs_review: bool = Field(description="doubt this answer: the set is not exactly one variety, or the features "
+                                           "are inconsistent, or the bean is out of the training distribution")
+    consistent: bool = Field(description="the 10 derived features agree with the 6 measured ones (and every bound "
+                                         "holds) at the precision sent")
+    inconsistencies: list[Inconsistency] | None = Field(None, exclude_if=lambda value: value is None,
+                                                        description="only when not consistent: what disagrees")
+    in_distribution: bool | None = Field(description="the bean lies within the training beans of its predicted "
+                                                     "variety (ood_score within the threshold fitted at training)")
+    ood_score: float | None = Field(description="Mahalanobis distance to the training beans of the predicted variety, "
+                                                "on standardised features")
     explanation: Explanation | None = Field(None, exclude_if=lambda value: value is None,
                                             description="only when the request asked for it (`explain: true`)")
     record_id: int | None = Field(None, description="id of the stored row in table drybeans, when stored")

@@ -33,7 +33,7 @@ from protocol.shortcut import InferShortcut
 from recording import PredictionRecorder, Recorded
 from rollout import registry, sync
 from rollout.guard import ScoringStats
-from rollout.registry import Models, Scored
+from rollout.registry import Models
 from rollout.roles import Roles
 from rollout.routes import router as models_router
 from rollout.shadow import ShadowScorer
@@ -49,12 +49,13 @@ from schemas import (
     VarietyCounts,
 )
 from serving import lifecycle, listener, metrics
-from serving.answers import classify_answer, refuse_unexplainable
+from serving.answers import Answered, classify_answer, count_doubts, refuse_inconsistent, refuse_unexplainable
 from serving.auth import BearerToken, bearer_settings
 from serving.guard import RequestGuard
 from serving.headers import SecurityHeaders
 from serving.probes import Probes
 from serving.shortcut import PredictShortcut
+from trust.assessment import DEFAULT_COVERAGE, assess
 
 if TYPE_CHECKING:
     import grpc
@@ -112,6 +113,7 @@ class DryBeans:
         # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
         threadpool_limits(1)
         self.max_beans = settings.max_beans_per_request
+        self.reject_inconsistent = settings.reject_inconsistent
         self.engine = create_db_engine(settings)
         if settings.migrate_on_startup:
             try:
@@ -159,18 +161,25 @@ class DryBeans:
         return self.models.champion
 
     async def score_and_record(self, rows: "npt.NDArray[np.float64]", *, store: bool, client_key: str | None = None,
-                               version: str | None = None, explain: bool = False,
-                               want_ids: bool = False) -> tuple[Scored, Recorded]:
-        """Every prediction path's work: choose the model (rollout/registry.py), score, record unless `store` is
-        false, then hand the request to the shadow (or, for a canary's, to the champion) in the background."""
+                               version: str | None = None, explain: bool = False, want_ids: bool = False,
+                               coverage: float | None = DEFAULT_COVERAGE) -> Answered:
+        """Every prediction path's work: choose the model (rollout/registry.py), score, say which answers to doubt
+        (trust/; not when `coverage` is None), record unless `store` is false, then hand the request to the shadow
+        (or, for a canary's, to the champion) in the background."""
         choice = self.models.choose(client_key, version, explain=explain)
         refuse_unexplainable(choice.classifier, explain=explain)  # before anything is recorded
         scored = self.models.score(choice, rows)
+        assessment = None
+        if coverage is not None:
+            classifier = scored.classifier
+            assessment = assess(classifier, rows, scored.labels, classifier.probabilities(scored.scores), coverage)
+            count_doubts(assessment)
         recorded = (await self.recorder.record(rows, scored.labels, model_tag=scored.classifier.tag,
-                                               request_id=scored.request_id, want_ids=want_ids)
+                                               request_id=scored.request_id, want_ids=want_ids,
+                                               flags=assessment.flags() if assessment else None)
                     if store else Recorded("", "skipped"))
         self.models.ask_second_opinion(scored, rows)
-        return scored, recorded
+        return Answered(scored, recorded, assessment)
 
     @bentoml.api(route="/predict")
     @answers_errors
@@ -190,21 +199,23 @@ class DryBeans:
         """`/predict`'s work, also run by its shortcut (serving/shortcut.py): the labels as a JSON-encoded string,
         and what became of the records."""
         rows = parsing.tutorial_rows(data, self.max_beans)
-        scored, recorded = await self.score_and_record(rows, store=store, client_key=client_key)
-        return json.dumps(scored.labels.tolist()), recorded
+        answered = await self.score_and_record(rows, store=store, client_key=client_key, coverage=None)
+        return json.dumps(answered.scored.labels.tolist()), answered.recorded
 
     @bentoml.api(route="/v1/classify", output_spec=ClassifyResponse)
     @answers_errors
     async def classify(self, request: ClassifyRequest, /, ctx: bentoml.Context) -> Response:
-        """Classify named beans: each bean's label, per-variety scores and calibrated probabilities, optionally why
-        the label won, and the ids of the stored records. `model` names the model that answered (the champion, or
-        the canary for its share of X-Client-Key values)."""
+        """Classify named beans: each bean's label, per-variety scores and calibrated probabilities, which answers to
+        doubt (consistent features, in the training distribution, a prediction set at the requested coverage),
+        optionally why the label won, and the ids of the stored records. `model` names the model that answered (the
+        champion, or the canary for its share of X-Client-Key values)."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
-        scored, recorded = await self.score_and_record(
-            rows, store=request.store, explain=request.explain, want_ids=True,
+        if self.reject_inconsistent:
+            refuse_inconsistent(rows)  # 422 before anything is recorded
+        answered = await self.score_and_record(
+            rows, store=request.store, explain=request.explain, want_ids=True, coverage=request.coverage,
             client_key=registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER)))
-        return Response(classify_answer(scored.classifier, rows, scored.labels, scored.scores, recorded,
-                                        explain=request.explain), media_type="application/json")
+        return Response(classify_answer(answered, explain=request.explain), media_type="application/json")
 
     @web.get("/v1/predictions", tags=["Records"])
     def predictions(

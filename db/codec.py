@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from db.feedback import FeedbackRecord
 from db.models import FEATURE_COLUMNS
-from db.store import PredictionRecord
+from db.store import Flags, PredictionRecord
 
 MAX_REQUEST_ID = 32  # the columns' lengths (db/models.py)
 MAX_NAME = 255
@@ -34,17 +34,19 @@ class HeldFeedback(NamedTuple):
 
 
 def encode_prediction(record: PredictionRecord) -> str:
-    """One spool line (no newline)."""
-    return json.dumps([record.request_id, record.bean_index, record.name, record.model_tag,
-                       record.created_at.isoformat(), record.features], separators=(",", ":"))
+    """One spool line (no newline); the flags, when assessed, as a seventh field."""
+    fields = [record.request_id, record.bean_index, record.name, record.model_tag, record.created_at.isoformat(),
+              record.features]
+    return json.dumps(fields if record.flags is None else [*fields, record.flags], separators=(",", ":"))
 
 
 def decode_prediction(line: str) -> PredictionRecord:
-    """The record of a spool line; InvalidRecord when it is not one."""
+    """The record of a spool line (6 fields, or 7 with the flags); InvalidRecord when it is not one."""
     fields = _json(line)
-    if not isinstance(fields, list) or len(fields) != 6:
-        raise InvalidRecord("not a prediction: a JSON array of 6 fields was expected")
-    request_id, index, name, model_tag, created_at, features = fields
+    if not isinstance(fields, list) or len(fields) not in (6, 7):
+        raise InvalidRecord("not a prediction: a JSON array of 6 or 7 fields was expected")
+    request_id, index, name, model_tag, created_at, features = fields[:6]
+    flags = _flags(fields[6]) if len(fields) == 7 else None
     if not isinstance(features, list) or len(features) != len(FEATURE_COLUMNS):
         count = len(features) if isinstance(features, list) else "no"
         raise InvalidRecord(f"{count} features; a bean has {len(FEATURE_COLUMNS)}")
@@ -53,7 +55,14 @@ def decode_prediction(line: str) -> PredictionRecord:
     # Typed as the writer formats them into SQL: an int, strings the driver escapes, finite floats.
     return PredictionRecord(_text(request_id, "request_id", MAX_REQUEST_ID), _int(index, "bean_index"),
                             _text(name, "name", MAX_NAME), _text(model_tag, "model_tag", MAX_MODEL_TAG),
-                            _time(created_at, "created_at"), tuple(float(value) for value in features))
+                            _time(created_at, "created_at"), tuple(float(value) for value in features), flags)
+
+
+def _flags(value: Any) -> Flags:
+    if (not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], bool)
+            or not isinstance(value[2], bool) or not (value[1] is None or isinstance(value[1], bool))):
+        raise InvalidRecord("flags are not [consistent, in_distribution or null, needs_review] booleans")
+    return value[0], value[1], value[2]
 
 
 def encode_feedback(record: FeedbackRecord) -> str:

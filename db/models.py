@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import TIMESTAMP, Float, ForeignKey, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import TIMESTAMP, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from data.schema import FEATURES
@@ -51,6 +51,10 @@ class Prediction(Base):
     shape_factor_2: Mapped[float | None] = mapped_column(Float(53))
     shape_factor_3: Mapped[float | None] = mapped_column(Float(53))
     shape_factor_4: Mapped[float | None] = mapped_column(Float(53))
+    # Which answers to doubt (trust/): null where not assessed (/predict, and rows from before the columns).
+    consistent: Mapped[bool | None] = mapped_column(Boolean)
+    in_distribution: Mapped[bool | None] = mapped_column(Boolean)
+    needs_review: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Feedback(Base):

@@ -17,7 +17,10 @@ from db.models import FEATURE_COLUMNS, Prediction
 
 PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]  # Core inserts: no ORM bookkeeping per row
 RecordKey = tuple[str, int]  # (request_id, bean_index): the idempotency key of a record
-ROW_COLUMNS = ("request_id", "bean_index", "name", "model_tag", "created_at", *FEATURE_COLUMNS.values())
+FLAG_COLUMNS = ("consistent", "in_distribution", "needs_review")
+ROW_COLUMNS = ("request_id", "bean_index", "name", "model_tag", "created_at", *FEATURE_COLUMNS.values(), *FLAG_COLUMNS)
+Flags = tuple[bool, bool | None, bool]  # consistent, in_distribution (None: not assessed), needs_review
+NO_FLAGS = (None, None, None)
 ROWS_PER_STATEMENT = 2_000  # ~0.5 MB of SQL, well below max_allowed_packet (4 MB where it is smallest)
 
 
@@ -31,6 +34,7 @@ class PredictionRecord(NamedTuple):
     model_tag: str
     created_at: datetime  # naive UTC
     features: tuple[float, ...]
+    flags: Flags | None = None  # which answers to doubt (trust/); None: not assessed (/predict)
 
     @property
     def key(self) -> RecordKey:
@@ -40,7 +44,7 @@ class PredictionRecord(NamedTuple):
     def as_row(self) -> dict[str, object]:
         """Column values for an INSERT."""
         return dict(zip(ROW_COLUMNS, (self.request_id, self.bean_index, self.name, self.model_tag, self.created_at,
-                                      *self.features), strict=True))
+                                      *self.features, *(self.flags or NO_FLAGS)), strict=True))
 
 
 def insert_predictions(connection: Connection, records: Sequence[PredictionRecord], *,
@@ -76,8 +80,8 @@ def _insert_as_literals(connection: Connection, records: Sequence[PredictionReco
     # Not injectable: fixed names, strings escaped by the driver, an int (`:d` refuses anything else), floats.
     head = f"INSERT INTO {PREDICTIONS.name} ({', '.join(ROW_COLUMNS)}) VALUES "  # noqa: S608  (fixed names)
     values = [f"({escape(r.request_id)},{r.bean_index:d},{escape(r.name)},{escape(r.model_tag)},"
-              f"{escape(r.created_at)},{features})" for r, features in zip(records, _feature_literals(records),
-                                                                            strict=True)]
+              f"{escape(r.created_at)},{features},{_flag_literals(r.flags)})"
+              for r, features in zip(records, _feature_literals(records), strict=True)]
     for start in range(0, len(values), ROWS_PER_STATEMENT):  # no_parameters: the text goes to the server as it is
         connection.exec_driver_sql(head + ",".join(values[start:start + ROWS_PER_STATEMENT]),
                                    execution_options={"no_parameters": True})
@@ -92,6 +96,12 @@ def _feature_literals(records: Sequence[PredictionRecord]) -> list[str]:
     """
     matrix = np.array([record.features for record in records], dtype=np.float64)
     return orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()[2:-2].split("],[")
+
+
+@functools.cache
+def _flag_literals(flags: Flags | None) -> str:
+    """A record's flags as SQL literals (a handful of distinct combinations: cached)."""
+    return ",".join("NULL" if flag is None else str(int(flag)) for flag in (flags or NO_FLAGS))
 
 
 def stored_ids(connection: Connection, request_ids: set[str]) -> dict[RecordKey, int]:

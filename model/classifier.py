@@ -15,6 +15,8 @@ from data.schema import FEATURES
 from model.calibration import TemperatureScaling
 from model.compiled_svc import SklearnPredictor, SVCPredictor, make_predictor
 from model.explanations import Explanations, PairwiseExplainer
+from trust.conformal import ConformalSets
+from trust.ood import OutOfDistribution
 
 PROBE_ROWS = 2_000
 
@@ -41,6 +43,8 @@ class Classifier:
     calibrator: TemperatureScaling
     explainer: PairwiseExplainer | None
     metadata: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)  # as train.py saved it
+    ood: OutOfDistribution | None = field(default=None, repr=False, compare=False)  # None: saved before train.py
+    conformal: ConformalSets | None = field(default=None, repr=False, compare=False)  # fitted them
 
     @classmethod
     def from_metadata(cls, pipeline: Pipeline, tag: str, metadata: Mapping[str, object]) -> Classifier:
@@ -59,15 +63,17 @@ class Classifier:
             raise ModelMismatch(f"model {tag}: its last step {type(svc).__name__} gives no one-vs-rest scores "
                                 "(an SVC with decision_function_shape='ovr'): retrain it with this version of train.py")
         linear = getattr(svc, "kernel", None) == "linear"
+        trust = metadata.get("trust")  # absent from models saved before train.py fitted it: no sets, no scores
         try:
             calibrator = TemperatureScaling.from_metadata(metadata)
             explainer = PairwiseExplainer.from_pipeline(pipeline) if linear else None
-        except ValueError as exc:
+            ood = OutOfDistribution.from_metadata(trust["ood"]) if isinstance(trust, Mapping) else None
+            conformal = ConformalSets.from_metadata(trust["conformal"]) if isinstance(trust, Mapping) else None
+        except (ValueError, KeyError) as exc:
             raise ModelMismatch(f"model {tag}: {exc}: retrain it with this version of train.py") from None
-        if not linear:
-            return cls(SklearnPredictor(pipeline), tag, classes, calibrator, None, metadata)
-        # Compiled inference when it agrees with scikit-learn on the probe, scikit-learn itself otherwise.
-        return cls(make_predictor(pipeline, probe_rows(pipeline)), tag, classes, calibrator, explainer, metadata)
+        # A linear SVC: compiled inference when it agrees with scikit-learn on the probe, scikit-learn otherwise.
+        predictor = make_predictor(pipeline, probe_rows(pipeline)) if linear else SklearnPredictor(pipeline)
+        return cls(predictor, tag, classes, calibrator, explainer, metadata, ood, conformal)
 
     @property
     def version(self) -> str:

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import errors
 from errors import ApiError, logger
-from protocol import arrays, binary, tensors
+from protocol import arrays, tensors
 from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from protocol.routes import PLATFORM, Service, served_model
@@ -107,7 +107,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             name=name, versions=[version] if version else self.service.models.versions, platform=PLATFORM,
             inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in tensors.input_metadata()],
             outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape)
-                     for t in tensors.output_metadata(len(self.service.classifier.classes))])
+                     for t in tensors.output_metadata(self.service.models.get(version) if version
+                                                      else self.service.classifier)])
 
     @answers_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext,
@@ -117,17 +118,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._authorize(context)
         name, version = self._model(request.model_name, request.model_version)
         store = _store(request.parameters)
-        names = tensors.requested_outputs(list(request.outputs) or None)
+        names = tensors.requested_outputs(list(request.outputs) or None, tensors.available_outputs(
+            self.service.models.get(version) if version else self.service.classifier))
         raw = len(request.raw_input_contents) > 0
         rows = arrays.feature_matrix(input_tensors(request), self.service.max_beans)
         key = client_key(dict(context.invocation_metadata() or ()).get(CLIENT_KEY_HEADER))
-        scored, recorded = await self.service.score_and_record(rows, store=store, client_key=key, version=version)
-        classifier = scored.classifier
-        response = pb.ModelInferResponse(model_name=name, model_version=classifier.version, id=request.id)
+        answered = await self.service.score_and_record(rows, store=store, client_key=key, version=version)
+        scored, recorded = answered.scored, answered.recorded
+        response = pb.ModelInferResponse(model_name=name, model_version=scored.classifier.version, id=request.id)
         response.parameters[REQUEST_ID].string_param = recorded.request_id
         response.parameters[STORED].string_param = recorded.status
-        for output in names:
-            _add_output(response, output, classifier, scored.labels, scored.scores, raw=raw)
+        for array in tensors.output_arrays(names, scored.classifier, scored.labels, scored.scores,
+                                           answered.assessment):
+            _add_output(response, array, raw=raw)
         return response
 
     def _model(self, name: str, version: str) -> tuple[str, str | None]:
@@ -185,25 +188,19 @@ def _store(parameters: Any) -> bool:
     return bool(parameter.bool_param)
 
 
-def _add_output(response: pb.ModelInferResponse, name: str, classifier: Any, labels: npt.NDArray[np.str_],
-                scores: npt.NDArray[np.float64], *, raw: bool) -> None:
-    """Append output `name`: in raw_output_contents when the request sent raw inputs, else as typed contents."""
-    output = response.outputs.add(name=name)
-    if name == tensors.LABEL:
-        output.datatype, output.shape[:] = "BYTES", [len(labels)]
-        encoded = [label.encode() for label in labels.tolist()]
-        if raw:
-            response.raw_output_contents.append(binary.length_prefixed(encoded))
-        else:
-            output.contents.bytes_contents.extend(encoded)
-        return
-    table = scores if name == tensors.SCORES else classifier.probabilities(scores)
-    output.datatype, output.shape[:] = "FP64", list(table.shape)
-    output.parameters["columns"].string_param = ",".join(classifier.classes)
+def _add_output(response: pb.ModelInferResponse, array: tensors.OutputArray, *, raw: bool) -> None:
+    """Append an output: in raw_output_contents when the request sent raw inputs, else as typed contents."""
+    output = response.outputs.add(name=array.name, datatype=array.datatype, shape=array.shape)
+    if array.columns:
+        output.parameters["columns"].string_param = array.columns
     if raw:
-        response.raw_output_contents.append(np.ascontiguousarray(table, dtype="<f8").tobytes())
+        response.raw_output_contents.append(array.raw())
+    elif array.datatype == "BYTES":
+        output.contents.bytes_contents.extend(array.values)
+    elif array.datatype == "BOOL":
+        output.contents.bool_contents.extend(array.data())
     else:
-        output.contents.fp64_contents.extend(table.ravel().tolist())
+        output.contents.fp64_contents.extend(array.data())
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):

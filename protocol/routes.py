@@ -70,8 +70,9 @@ class Service(Protocol):
         """The champion (a model.classifier.Classifier, imported by the worker only: it pulls in scikit-learn)."""
 
     async def score_and_record(self, rows: npt.NDArray[np.float64], *, store: bool, client_key: str | None = None,
-                               version: str | None = None) -> tuple[Any, Any]:
-        """Score with the model the request's key or version chooses, and record unless `store` is false."""
+                               version: str | None = None) -> Any:
+        """Score with the model the request's key or version chooses, assess, and record unless `store` is false:
+        a serving.answers.Answered."""
 
     async def readiness(self) -> Any:
         """A report whose `ready` says whether predictions can be served and recorded."""
@@ -179,7 +180,8 @@ async def model_metadata(model_name: str, model_version: str | None = None) -> M
     service, name, version = _model(model_name, model_version)
     return ModelMetadata(name=name, versions=[version] if version else service.models.versions, platform=PLATFORM,
                          inputs=tensors.input_metadata(),
-                         outputs=tensors.output_metadata(len(service.classifier.classes)))
+                         outputs=tensors.output_metadata(service.models.get(version) if version
+                                                         else service.classifier))
 
 
 @router.get("/models/{model_name}/ready")
@@ -215,14 +217,15 @@ async def answer_inference(service: Service, request: InferenceRequest, name: st
     store = (request.parameters or {}).get(STORE, True)
     if not isinstance(store, bool):
         raise errors.InvalidInput(STORE_NOT_BOOLEAN)
-    names = tensors.requested_outputs(request.outputs)
+    names = tensors.requested_outputs(request.outputs, tensors.available_outputs(
+        service.models.get(version) if version else service.classifier))
     as_binary = tensors.binary_outputs(request.outputs, names, request.parameters)
     rows = tensors.feature_matrix(request.inputs, service.max_beans, data)
-    scored, recorded = await service.score_and_record(rows, store=store, client_key=key, version=version)
-    classifier = scored.classifier
-    outputs, blobs = tensors.output_tensors(names, classifier.classes, scored.labels, scored.scores,
-                                            classifier.probabilities, as_binary)
-    answer = InferenceResponse(model_name=name, model_version=classifier.version, id=request.id,
+    answered = await service.score_and_record(rows, store=store, client_key=key, version=version)
+    scored, recorded = answered.scored, answered.recorded
+    outputs, blobs = tensors.output_tensors(
+        tensors.output_arrays(names, scored.classifier, scored.labels, scored.scores, answered.assessment), as_binary)
+    answer = InferenceResponse(model_name=name, model_version=scored.classifier.version, id=request.id,
                                parameters={REQUEST_ID: recorded.request_id, STORED: recorded.status}, outputs=outputs)
     # Serialised here, once: FastAPI would validate the model again and encode it through jsonable_encoder.
     content, headers = binary.body(answer.model_dump_json().encode(), blobs)

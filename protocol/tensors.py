@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +24,9 @@ from protocol.schemas import MetadataTensor, RequestInput, RequestOutput, Respon
 Matrix = npt.NDArray[np.float64]
 
 LABEL, SCORES, PROBABILITIES = "label", "scores", "probabilities"
-OUTPUTS = (LABEL, SCORES, PROBABILITIES)
+PREDICTION_SET, NEEDS_REVIEW, CONSISTENT, IN_DISTRIBUTION = ("prediction_set", "needs_review", "consistent",
+                                                             "in_distribution")
+OUTPUTS = (LABEL, SCORES, PROBABILITIES, PREDICTION_SET, NEEDS_REVIEW, CONSISTENT, IN_DISTRIBUTION)
 
 NO_DATA = "input {name} has no data: send its elements in `data`, or its bytes with the parameter binary_data_size"
 NOT_BINARY = ("input {name} has binary_data_size but the request has no Inference-Header-Content-Length: send the "
@@ -32,7 +35,7 @@ DATA_LENGTH = "input {name} has {count} data elements; its shape {shape} needs {
 DATA_NESTING = "input {name}: nested data does not match its shape {shape}; send it flat, or nested as the shape"
 NOT_A_NUMBER = "input {name}, element {index}: {value} is not a number"
 OUT_OF_RANGE = arrays.OUT_OF_RANGE
-UNKNOWN_OUTPUT = "unknown output {name}; this model outputs " + ", ".join(OUTPUTS)
+UNKNOWN_OUTPUT = "unknown output {name}; this model outputs {outputs}"
 DUPLICATE_OUTPUT = "output {name} is requested more than once"
 
 
@@ -51,11 +54,14 @@ def input_metadata() -> list[MetadataTensor]:
     return [MetadataTensor(name=arrays.FEATURES_INPUT, datatype="FP64", shape=[-1, len(FEATURES)])]
 
 
-def output_metadata(n_classes: int) -> list[MetadataTensor]:
+def output_metadata(classifier: Any) -> list[MetadataTensor]:
     """The model's outputs."""
-    return [MetadataTensor(name=LABEL, datatype="BYTES", shape=[-1]),
-            MetadataTensor(name=SCORES, datatype="FP64", shape=[-1, n_classes]),
-            MetadataTensor(name=PROBABILITIES, datatype="FP64", shape=[-1, n_classes])]
+    n_classes = len(classifier.classes)
+    shapes = {SCORES: ("FP64", [-1, n_classes]), PROBABILITIES: ("FP64", [-1, n_classes]), LABEL: ("BYTES", [-1]),
+              PREDICTION_SET: ("BYTES", [-1]), NEEDS_REVIEW: ("BOOL", [-1]), CONSISTENT: ("BOOL", [-1]),
+              IN_DISTRIBUTION: ("BOOL", [-1])}
+    return [MetadataTensor(name=name, datatype=shapes[name][0], shape=shapes[name][1])
+            for name in available_outputs(classifier)]
 
 
 def feature_matrix(inputs: Sequence[RequestInput], max_beans: int, data: memoryview | None = None) -> Matrix:
@@ -84,14 +90,14 @@ def input_tensors(inputs: Sequence[RequestInput], data: memoryview | None) -> li
     return declared
 
 
-def requested_outputs(outputs: Sequence[Named] | None) -> list[str]:
-    """The names of the outputs to answer, in the order asked (all when none are named)."""
+def requested_outputs(outputs: Sequence[Named] | None, available: Sequence[str] = OUTPUTS) -> list[str]:
+    """The names of the outputs to answer, in the order asked (all the model gives when none are named)."""
     if outputs is None:
-        return list(OUTPUTS)
+        return list(available)
     names = [output.name for output in outputs]
     for name in names:
-        if name not in OUTPUTS:
-            raise errors.InvalidInput(UNKNOWN_OUTPUT.format(name=errors.shown(name)))
+        if name not in available:
+            raise errors.InvalidInput(UNKNOWN_OUTPUT.format(name=errors.shown(name), outputs=", ".join(available)))
     _refuse_repeats(names, DUPLICATE_OUTPUT)
     return names
 
@@ -106,29 +112,76 @@ def binary_outputs(outputs: Sequence[RequestOutput] | None, names: Sequence[str]
     return frozenset(output.name for output in outputs if binary.flag(binary.OUTPUT, output.parameters, default))
 
 
-def output_tensors(names: Sequence[str], classes: Sequence[str], labels: npt.NDArray[np.str_], scores: Matrix,
-                   calibrate: Callable[[Matrix], Matrix], as_binary: frozenset[str] = frozenset(),
+@dataclass(frozen=True)
+class OutputArray:
+    """One output, transport-neutral: REST writes it as JSON `data` or binary data, gRPC as contents or raw."""
+
+    name: str
+    datatype: str  # BYTES, FP64 or BOOL
+    values: npt.NDArray[Any] | list[bytes]  # FP64 (n, 7) or BOOL (n,) arrays; BYTES as encoded strings
+    columns: str | None = None  # the varieties, comma-joined, for a table
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self.values.shape) if isinstance(self.values, np.ndarray) else [len(self.values)]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"columns": self.columns} if self.columns else {}
+
+    def data(self) -> list[Any]:
+        """Flat, row-major elements for JSON (BYTES as text)."""
+        if isinstance(self.values, np.ndarray):
+            return self.values.ravel().tolist()  # type: ignore[no-any-return]
+        return [value.decode() for value in self.values]
+
+    def raw(self) -> bytes:
+        """The binary form: length-prefixed strings, little-endian doubles, one byte per boolean."""
+        if not isinstance(self.values, np.ndarray):
+            return binary.length_prefixed(self.values)
+        dtype = "<f8" if self.datatype == "FP64" else "u1"
+        return np.ascontiguousarray(self.values, dtype=dtype).tobytes()
+
+
+def available_outputs(classifier: Any) -> tuple[str, ...]:
+    """The outputs a model gives: prediction sets and the distribution flag need what train.py now fits."""
+    return tuple(name for name in OUTPUTS if (name != PREDICTION_SET or classifier.conformal is not None)
+                 and (name != IN_DISTRIBUTION or classifier.ood is not None))
+
+
+def output_arrays(names: Sequence[str], classifier: Any, labels: npt.NDArray[np.str_], scores: Matrix,
+                  assessment: Any) -> list[OutputArray]:
+    """The outputs `names`, in that order. `scores` and `probabilities` are rows x classes, columns in the
+    classifier's order, which each tensor's parameter `columns` lists; `prediction_set` is each set's varieties,
+    comma-joined (empty: none likely enough)."""
+    classes = classifier.classes
+    arrays_by_name: dict[str, Callable[[], OutputArray]] = {
+        LABEL: lambda: OutputArray(LABEL, "BYTES", [label.encode() for label in labels.tolist()]),
+        SCORES: lambda: OutputArray(SCORES, "FP64", scores, ",".join(classes)),
+        PROBABILITIES: lambda: OutputArray(PROBABILITIES, "FP64", assessment.probabilities, ",".join(classes)),
+        PREDICTION_SET: lambda: OutputArray(PREDICTION_SET, "BYTES", [
+            ",".join(classes[i] for i in np.flatnonzero(row)).encode() for row in assessment.sets]),
+        NEEDS_REVIEW: lambda: OutputArray(NEEDS_REVIEW, "BOOL", assessment.needs_review),
+        CONSISTENT: lambda: OutputArray(CONSISTENT, "BOOL", assessment.consistent),
+        IN_DISTRIBUTION: lambda: OutputArray(IN_DISTRIBUTION, "BOOL", assessment.in_distribution),
+    }
+    given = available_outputs(classifier)  # a canary saved before prediction sets: the others only
+    return [arrays_by_name[name]() for name in names if name in given]
+
+
+def output_tensors(arrays_out: Sequence[OutputArray], as_binary: frozenset[str] = frozenset(),
                    ) -> tuple[list[ResponseOutput], list[bytes]]:
-    """The outputs `names`, in that order, and the binary data of those in `as_binary` (in the same order). `scores`
-    and `probabilities` (`calibrate(scores)`) are rows x classes, columns in `classes` order, which each tensor's
-    parameter `columns` lists."""
+    """REST's output tensors, and the binary data of those in `as_binary` (in the same order)."""
     outputs, blobs = [], []
-    for name in names:
-        if name == LABEL:
-            shape, datatype, parameters = [len(labels)], "BYTES", {}
-            values: Any = labels
-        else:
-            values = scores if name == SCORES else calibrate(scores)
-            shape, datatype, parameters = list(values.shape), "FP64", {"columns": ",".join(classes)}
-        if name in as_binary:
-            blob = (binary.length_prefixed([label.encode() for label in labels.tolist()]) if name == LABEL
-                    else np.ascontiguousarray(values, dtype="<f8").tobytes())
+    for array in arrays_out:
+        if array.name in as_binary:
+            blob = array.raw()
             blobs.append(blob)
-            outputs.append(ResponseOutput(name=name, shape=shape, datatype=datatype,
-                                          parameters={**parameters, binary.SIZE: len(blob)}))
+            outputs.append(ResponseOutput(name=array.name, shape=array.shape, datatype=array.datatype,
+                                          parameters={**array.parameters, binary.SIZE: len(blob)}))
         else:
-            outputs.append(ResponseOutput(name=name, shape=shape, datatype=datatype, parameters=parameters or None,
-                                          data=values.ravel().tolist()))
+            outputs.append(ResponseOutput(name=array.name, shape=array.shape, datatype=array.datatype,
+                                          parameters=array.parameters or None, data=array.data()))
     return outputs, blobs
 
 

@@ -8,29 +8,74 @@ byte for byte, in a third of the time; tests/test_answers.py holds the two to th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import bentoml
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+import errors
 from data.schema import FEATURES
 from errors import CANNOT_EXPLAIN, CannotExplain
+from trust.consistency import consistent, inconsistencies
 
 if TYPE_CHECKING:
     from model.classifier import Classifier
     from recording import Recorded
+    from rollout.registry import Scored
+    from trust.assessment import Assessment
+
+DOUBTFUL_BEANS = bentoml.metrics.Counter(
+    name="drybeans_doubtful_beans", labelnames=["flag"],
+    documentation="Beans answered with a doubt, by flag: inconsistent features, out of the training distribution, "
+                  "needing review (also: a prediction set of other than one variety).")
+MAX_BEANS_NAMED = 3  # beans an inconsistency refusal describes; it counts the rest
 
 
-def classify_answer(classifier: Classifier, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
-                    scores: npt.NDArray[np.float64], recorded: Recorded, *, explain: bool) -> bytes:
+@dataclass(frozen=True)
+class Answered:
+    """One request's answer: the model's (rollout/registry.py), what became of the records, and which answers to
+    doubt (None where not assessed: /predict)."""
+
+    scored: Scored
+    recorded: Recorded
+    assessment: Assessment | None
+
+
+def classify_answer(answered: Answered, *, explain: bool) -> bytes:
     """The JSON of a `ClassifyResponse` for these beans and what became of their records."""
+    scored, recorded, assessment = answered.scored, answered.recorded, answered.assessment
+    if assessment is None:
+        raise ValueError("a /v1/classify answer needs the doubts: score_and_record with a coverage")
     return orjson.dumps({
-        "model": classifier.tag,
+        "model": scored.classifier.tag,
         "request_id": recorded.request_id,
         "stored": recorded.status,
-        "predictions": _bean_predictions(classifier, rows, labels, scores, recorded.ids, explain=explain),
+        "predictions": _bean_predictions(scored.classifier, assessment, scored.labels, scored.scores, recorded.ids,
+                                         explain=explain),
     })
+
+
+def count_doubts(assessment: Assessment) -> None:
+    """Count the request's doubtful beans in drybeans_doubtful_beans_total."""
+    for flag, beans in assessment.counts.items():
+        if beans:
+            DOUBTFUL_BEANS.labels(flag=flag).inc(beans)
+
+
+def refuse_inconsistent(rows: npt.NDArray[np.float64]) -> None:
+    """InconsistentBeans (422) naming what disagrees in the first few beans whose features contradict each other
+    (DRYBEANS_REJECT_INCONSISTENT); call it before recording."""
+    bad = np.flatnonzero(~consistent(rows))
+    if not len(bad):
+        return
+    described = "; ".join(f"bean {i}: " + ", ".join(
+        f"{problem.feature} is {problem.sent:g} where {problem.rule} gives {problem.implied:g}"
+        for problem in inconsistencies(rows[i])) for i in bad[:MAX_BEANS_NAMED])
+    more = f" (and {len(bad) - MAX_BEANS_NAMED} more beans)" if len(bad) > MAX_BEANS_NAMED else ""
+    raise errors.InconsistentBeans(errors.INCONSISTENT_BEANS.format(beans=described + more))
 
 
 def refuse_unexplainable(classifier: Classifier, *, explain: bool) -> None:
@@ -39,15 +84,29 @@ def refuse_unexplainable(classifier: Classifier, *, explain: bool) -> None:
         raise CannotExplain(CANNOT_EXPLAIN.format(model=classifier.tag))
 
 
-def _bean_predictions(classifier: Classifier, rows: npt.NDArray[np.float64], labels: npt.NDArray[np.str_],
+def _bean_predictions(classifier: Classifier, assessment: Assessment, labels: npt.NDArray[np.str_],
                       scores: npt.NDArray[np.float64], ids: list[int | None], *,
                       explain: bool) -> list[dict[str, Any]]:
     """Each bean's `BeanPrediction`, as plain data, in field order."""
-    classes = classifier.classes
-    answers = [{"label": label, "scores": dict(zip(classes, row_scores, strict=True)),
-                "probabilities": dict(zip(classes, row_probabilities, strict=True))}
-               for label, row_scores, row_probabilities
-               in zip(labels.tolist(), scores.tolist(), classifier.probabilities(scores).tolist(), strict=True)]
+    classes, rows, n = classifier.classes, assessment.rows, len(labels)
+    sets = ([[classes[i] for i in np.flatnonzero(row)] for row in assessment.sets] if assessment.sets is not None
+            else [None] * n)
+    in_distribution = (assessment.in_distribution.tolist() if assessment.in_distribution is not None
+                       else [None] * n)
+    ood_score = assessment.ood_score.tolist() if assessment.ood_score is not None else [None] * n
+    answers = []
+    for i, (label, row_scores, row_probabilities, prediction_set, review, checked, inside, distance) in enumerate(
+            zip(labels.tolist(), scores.tolist(), assessment.probabilities.tolist(), sets,
+                assessment.needs_review.tolist(), assessment.consistent.tolist(), in_distribution, ood_score,
+                strict=True)):
+        answer = {"label": label, "scores": dict(zip(classes, row_scores, strict=True)),
+                  "probabilities": dict(zip(classes, row_probabilities, strict=True)),
+                  "prediction_set": prediction_set, "needs_review": review, "consistent": checked}
+        if not checked:
+            answer["inconsistencies"] = [problem.model_dump() for problem in assessment.inconsistencies(i)]
+        answer["in_distribution"] = inside
+        answer["ood_score"] = distance
+        answers.append(answer)
     if explain:
         explained = classifier.explain(rows, labels, scores)
         for answer, versus, row, intercept, decision in zip(

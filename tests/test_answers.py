@@ -12,8 +12,10 @@ import pytest
 from data.readers import read_dataset
 from model.classifier import Classifier
 from recording import Recorded
+from rollout.registry import Scored
 from schemas import ClassifyResponse, StoreStatus
-from serving.answers import classify_answer
+from serving.answers import Answered, classify_answer
+from trust.assessment import assess
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,10 @@ def test_the_answer_is_the_schemas_own_serialisation(classifier: Classifier, sha
     ids: list[int | None] = list(range(10**9, 10**9 + len(rows))) if status == "committed" else []
     recorded = Recorded("" if status == "skipped" else "a1b2c3", status, ids)
 
-    encoded = classify_answer(classifier, rows, labels, scores, recorded, explain=explain)
+    rows[0, 13] *= 10  # one bean with a typo: its inconsistencies are in the answer too
+    assessment = assess(classifier, rows, labels, classifier.probabilities(scores))
+    encoded = classify_answer(Answered(Scored(classifier, labels, scores, 0.001, "a1b2c3", None), recorded, assessment),
+                              explain=explain)
 
     # What pydantic would have sent: validate the encoded document, serialise it again, compare the bytes.
     assert ClassifyResponse.model_validate_json(encoded).model_dump_json().encode() == encoded
@@ -41,3 +46,7 @@ def test_the_answer_is_the_schemas_own_serialisation(classifier: Classifier, sha
     assert [bean.record_id for bean in answer.predictions] == (recorded.ids or [None] * len(rows))
     assert all((bean.explanation is not None) == explain for bean in answer.predictions)
     assert np.allclose([sum(bean.probabilities.values()) for bean in answer.predictions], 1.0)
+    assert [bean.consistent for bean in answer.predictions] == assessment.consistent.tolist()
+    assert answer.predictions[0].inconsistencies and answer.predictions[1].inconsistencies is None
+    assert [bean.needs_review for bean in answer.predictions] == assessment.needs_review.tolist()
+    assert all(bean.prediction_set is not None and bean.ood_score is not None for bean in answer.predictions)

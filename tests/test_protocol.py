@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from protocol.schemas import (
     RequestOutput,
 )
 from schemas import EXAMPLE_ROW
+from trust.assessment import Assessment
 
 ROWS = np.array([EXAMPLE_ROW, [value * 1.5 for value in EXAMPLE_ROW]])
 
@@ -117,7 +120,8 @@ def test_no_beans_is_refused() -> None:
 
 
 def test_requested_outputs() -> None:
-    assert tensors.requested_outputs(None) == ["label", "scores", "probabilities"]
+    assert tensors.requested_outputs(None) == ["label", "scores", "probabilities", "prediction_set", "needs_review",
+                                               "consistent", "in_distribution"]
     assert tensors.requested_outputs([RequestOutput(name="probabilities"), RequestOutput(name="label")]) == [
         "probabilities", "label"]
     with pytest.raises(errors.InvalidInput, match="unknown output 'proba'; this model outputs label, scores"):
@@ -126,11 +130,20 @@ def test_requested_outputs() -> None:
         tensors.requested_outputs([RequestOutput(name="label")] * 2)
 
 
+LABELS = np.array(["SIRA", "CALI"])
+SCORES = np.arange(6.0).reshape(2, 3)
+TRUSTING = SimpleNamespace(classes=("A", "B", "C"), conformal=True, ood=True)  # a model fitted with sets and scores
+DOUBTS = Assessment(rows=np.ones((2, 16)), probabilities=SCORES / 10, consistent=np.array([True, False]),
+                    in_distribution=np.array([True, False]), ood_score=np.array([1.5, 9.0]),
+                    sets=np.array([[True, False, False], [False, True, True]]), needs_review=np.array([False, True]))
+
+
+def outputs(names: list[str], as_binary: frozenset[str] = frozenset()) -> tuple[list[Any], list[bytes]]:
+    return tensors.output_tensors(tensors.output_arrays(names, TRUSTING, LABELS, SCORES, DOUBTS), as_binary)
+
+
 def test_output_tensors_are_flat_row_major_with_their_columns() -> None:
-    labels = np.array(["SIRA", "CALI"])
-    scores = np.arange(6.0).reshape(2, 3)
-    (label, probabilities), blobs = tensors.output_tensors(["label", "probabilities"], ["A", "B", "C"], labels,
-                                                           scores, lambda table: table / 10)
+    (label, probabilities), blobs = outputs(["label", "probabilities"])
     assert blobs == []
     assert label.model_dump(exclude_none=True) == {"name": "label", "shape": [2], "datatype": "BYTES",
                                                    "data": ["SIRA", "CALI"]}
@@ -139,13 +152,21 @@ def test_output_tensors_are_flat_row_major_with_their_columns() -> None:
     assert probabilities.parameters == {"columns": "A,B,C"}
 
 
+def test_the_doubts_are_outputs_like_the_others() -> None:
+    found, _ = outputs(["prediction_set", "needs_review", "consistent", "in_distribution"])
+    assert [(t.name, t.datatype, t.shape, t.data) for t in found] == [
+        ("prediction_set", "BYTES", [2], ["A", "B,C"]), ("needs_review", "BOOL", [2], [False, True]),
+        ("consistent", "BOOL", [2], [True, False]), ("in_distribution", "BOOL", [2], [True, False])]
+    (sets, review), blobs = outputs(["prediction_set", "needs_review"], frozenset({"prediction_set", "needs_review"}))
+    assert sets.parameters == {"binary_data_size": 12} and review.parameters == {"binary_data_size": 2}
+    assert blobs == [b"\x01\x00\x00\x00A\x03\x00\x00\x00B,C", b"\x00\x01"]  # BOOL: one byte each
+    untrusting = SimpleNamespace(classes=("A", "B", "C"), conformal=None, ood=None)  # saved before sets and scores
+    assert tensors.available_outputs(untrusting) == ("label", "scores", "probabilities", "needs_review", "consistent")
+
+
 def test_binary_outputs_are_little_endian_bytes_and_length_prefixed_strings() -> None:
-    labels = np.array(["SIRA", "CALI"])
-    scores = np.arange(6.0).reshape(2, 3)
-    (label, probabilities), blobs = tensors.output_tensors(
-        ["label", "probabilities"], ["A", "B", "C"], labels, scores, lambda table: table / 10,
-        frozenset({"label", "probabilities"}))
-    assert blobs == [b"\x04\x00\x00\x00SIRA\x04\x00\x00\x00CALI", (scores / 10).astype("<f8").tobytes()]
+    (label, probabilities), blobs = outputs(["label", "probabilities"], frozenset({"label", "probabilities"}))
+    assert blobs == [b"\x04\x00\x00\x00SIRA\x04\x00\x00\x00CALI", (SCORES / 10).astype("<f8").tobytes()]
     assert label.data is None and label.parameters == {"binary_data_size": 16}
     assert probabilities.parameters == {"columns": "A,B,C", "binary_data_size": 48}
 
@@ -153,8 +174,10 @@ def test_binary_outputs_are_little_endian_bytes_and_length_prefixed_strings() ->
 def test_metadata_describes_the_batch_dimension_as_minus_one() -> None:
     assert [t.model_dump() for t in tensors.input_metadata()] == [
         {"name": "features", "datatype": "FP64", "shape": [-1, 16]}]
-    assert [(t.name, t.datatype, t.shape) for t in tensors.output_metadata(7)] == [
-        ("label", "BYTES", [-1]), ("scores", "FP64", [-1, 7]), ("probabilities", "FP64", [-1, 7])]
+    assert [(t.name, t.datatype, t.shape) for t in tensors.output_metadata(TRUSTING)] == [
+        ("label", "BYTES", [-1]), ("scores", "FP64", [-1, 3]), ("probabilities", "FP64", [-1, 3]),
+        ("prediction_set", "BYTES", [-1]), ("needs_review", "BOOL", [-1]), ("consistent", "BOOL", [-1]),
+        ("in_distribution", "BOOL", [-1])]
 
 
 def test_many_named_inputs_are_checked_for_repeats_in_one_pass() -> None:

@@ -34,11 +34,11 @@ def _never(_records: Sequence[object]) -> None:
 
 def test_records_round_trip_exactly(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    records = [_record("a", 0), _record("a", 1)]
+    records = [_record("a", 0), _record("a", 1), _record("a", 2)._replace(flags=(False, None, True))]
     spool.append(records)
-    assert spool.depth() == 2 and spool.pending()
+    assert spool.depth() == 3 and spool.pending()
     replayed: list[PredictionRecord] = []
-    assert spool.replay(replayed.extend, _never) == 2
+    assert spool.replay(replayed.extend, _never) == 3
     assert replayed == records
     assert spool.depth() == 0 and not spool.pending()
 

@@ -156,6 +156,20 @@ def test_every_value_is_stored_exactly_in_statements_of_any_size(engine: Engine)
     assert [[getattr(row, column) for column in FEATURE_COLUMNS.values()] for row in stored] == features.tolist()
 
 
+def test_each_records_flags_are_stored_as_assessed(engine: Engine) -> None:
+    """Which answers to doubt (issue #22) stay with each record: three booleans, or nulls where not assessed."""
+    flags = [(True, True, False), (False, True, True), (True, None, True), None]
+    records = [record._replace(flags=bean_flags) for record, bean_flags in zip(_records("flags", 4), flags,
+                                                                                strict=True)]
+    with engine.begin() as connection:
+        insert_predictions(connection, records)
+    with Session(engine) as session:
+        stored = session.scalars(select(Prediction).where(Prediction.request_id == "flags")
+                                 .order_by(Prediction.bean_index)).all()
+    assert [(row.consistent, row.in_distribution, row.needs_review) for row in stored] == [
+        *flags[:3], (None, None, None)]
+
+
 def test_replaying_records_is_idempotent(engine: Engine) -> None:
     records = _records("replayed", 4)
     with engine.begin() as connection:
