@@ -4,6 +4,7 @@ recording into MariaDB, with an API token configured. Screenshots of each state 
 
 from __future__ import annotations
 
+import csv
 import inspect
 import os
 import re
@@ -27,6 +28,7 @@ from serving.token_file import API_TOKEN_NAME
 from serving.tokens import add as add_token
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.support import require
+from trust.assessment import DEFAULT_COVERAGE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -200,10 +202,149 @@ def test_a_500_bean_csv_gives_500_results_and_the_agreement_computed_here(
     with page.expect_download() as download:
         page.click("#file-download")
     lines = Path(download.value.path()).read_text().splitlines()
-    assert len(lines) == 501 and lines[0] == ",".join([*FEATURES, LABEL, "predicted"])
+    assert len(lines) == 501 and lines[0] == ",".join([*FEATURES, LABEL, "predicted", "prediction_set", "needs_review"])
     with mysql_db.engine().connect() as connection:
         assert connection.scalar(text("SELECT COUNT(*) FROM drybeans WHERE id > :id"), {"id": before}) == 500
     page.screenshot(path=shots / "file-500.png", full_page=True)
+    page.context.close()
+
+
+def classified(server: Server, beans: list[dict[str, float]], coverage: float = DEFAULT_COVERAGE) -> list[dict]:
+    """Each bean's answer from /v1/classify, not recorded: what the console must show."""
+    answer = httpx.post(f"{server.url}/v1/classify", json={"beans": beans, "coverage": coverage, "store": False},
+                        timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]  # type: ignore[no-any-return]
+
+
+def clean_bean(server: Server, shared_csv: Path) -> dict[str, float]:
+    """The first bean of the dataset that the service does not doubt at the default coverage."""
+    beans = [dict(zip(FEATURES, row, strict=True))
+             for row in read_dataset(shared_csv).features.head(50).to_numpy().tolist()]
+    for bean, answer in zip(beans, classified(server, beans), strict=True):
+        if not answer["needs_review"]:
+            return bean
+    pytest.fail("the service doubts each of the dataset's first 50 beans")
+
+
+def classify_in_form(page: Page, bean: dict[str, float]) -> None:
+    """Type the bean into the one-bean form (each value in its shortest form) and submit it."""
+    for name, value in bean.items():
+        page.fill(f"#f-{name}", repr(value))
+    page.locator("#bean-form button[type=submit]").click()
+
+
+def shown(value: float) -> str:
+    """A sent or implied value as the console writes it: six significant digits, shortest form (the same as
+    JavaScript's for values from 1e-4 to 1e6, where Python's `g` uses no exponent)."""
+    return f"{value:.6g}"
+
+
+def test_a_clean_bean_shows_a_set_of_one_variety_and_no_review_flag(browser: Browser, server: Server,
+                                                                     shared_csv: Path, shots: Path) -> None:
+    bean = clean_bean(server, shared_csv)
+    [answer] = classified(server, [bean])
+    assert answer["prediction_set"] == [answer["label"]] and answer["consistent"] and answer["in_distribution"]
+    page = open_console(browser, server)
+    expect(page.locator("#coverage")).to_have_value(str(DEFAULT_COVERAGE))
+    classify_in_form(page, bean)
+    expect(page.locator("#bean-label")).to_have_text(answer["label"], timeout=WAIT_MS)
+    expect(page.locator("#bean-coverage")).to_have_text(str(DEFAULT_COVERAGE))
+    expect(page.locator("#bean-set .chip")).to_have_text([answer["label"]])
+    expect(page.locator("#bean-flag")).to_have_class("flag clear")
+    expect(page.locator("#bean-flag")).to_have_text(
+        "No reason to doubt this answer: consistent features, within the training distribution "
+        f"(score {answer['ood_score']:.2f}), a set of one variety.")
+    expect(page.locator("#bean-reasons li")).to_have_count(0)
+    page.screenshot(path=shots / "doubt-clean.png", full_page=True)
+
+    # The coverage is sent with the bean: at 0.999 the set is the API's at 0.999.
+    [wide] = classified(server, [bean], coverage=0.999)
+    page.fill("#coverage", "0.999")
+    page.locator("#bean-form button[type=submit]").click()
+    expect(page.locator("#bean-coverage")).to_have_text("0.999", timeout=WAIT_MS)
+    expect(page.locator("#bean-set .chip")).to_have_text(wide["prediction_set"])
+    expect(page.locator("#bean-flag")).to_have_class("flag review" if wide["needs_review"] else "flag clear")
+    page.fill("#coverage", "2")
+    page.locator("#bean-form button[type=submit]").click()
+    refused = httpx.post(f"{server.url}/v1/classify", json={"beans": [bean], "coverage": 2, "store": False})
+    assert refused.status_code == 400
+    expect(page.locator("#e-coverage")).to_have_text(refused.json()["detail"][0]["msg"], timeout=WAIT_MS)
+    expect(page.locator("#bean-error")).to_have_text("")
+    page.context.close()
+
+
+def test_a_typo_in_shapefactor2_flags_the_bean_for_review_with_what_was_sent_and_implied(
+        browser: Browser, server: Server, shared_csv: Path, shots: Path) -> None:
+    bean = clean_bean(server, shared_csv)
+    typo = {**bean, "ShapeFactor2": bean["ShapeFactor2"] * 10}
+    [answer] = classified(server, [typo])
+    assert answer["needs_review"] and not answer["consistent"]
+    problems = answer["inconsistencies"]
+    assert "ShapeFactor2" in [problem["feature"] for problem in problems]
+    page = open_console(browser, server)
+    classify_in_form(page, typo)
+    expect(page.locator("#bean-flag")).to_have_text("Needs review", timeout=WAIT_MS)
+    expect(page.locator("#bean-flag")).to_have_class("flag review")
+    expect(page.locator("#bean-reasons")).to_contain_text("Its features disagree")
+    rows = page.locator("#bean-reasons tr[data-feature]")
+    expect(rows).to_have_count(len(problems))
+    for i, problem in enumerate(problems):
+        expect(rows.nth(i).locator("td")).to_have_text([problem["feature"], shown(problem["sent"]),
+                                                        shown(problem["implied"]), problem["rule"]])
+    expect(page.locator("#bean-set .chip")).to_have_text(answer["prediction_set"])
+    page.screenshot(path=shots / "doubt-typo.png", full_page=True)
+    page.context.close()
+
+
+def test_a_file_with_typos_shows_how_many_beans_to_doubt_as_the_api_counts_them(
+        browser: Browser, server: Server, shared_csv: Path, tmp_path: Path, shots: Path) -> None:
+    dataset = read_dataset(shared_csv)
+    sample = dataset.features.assign(**{LABEL: dataset.labels}).sample(60, random_state=22).reset_index(drop=True)
+    typos = {3: ("ShapeFactor2", 10.0), 17: ("Area", 0.1), 29: ("Compactness", 10.0)}
+    for row, (feature, factor) in typos.items():
+        sample.loc[row, feature] *= factor
+    axes = ["MajorAxisLength", "MinorAxisLength"]
+    sample.loc[41, axes] = sample.loc[41, axes[::-1]].to_numpy()  # a swapped pair
+    upload = tmp_path / "beans-typos.csv"
+    sample.to_csv(upload, index=False)
+    with upload.open(newline="") as sent:
+        beans = [{name: float(row[name]) for name in FEATURES} for row in csv.DictReader(sent)]
+    coverage = 0.9
+    answers = classified(server, beans, coverage)
+    total = len(answers)
+    review = sum(answer["needs_review"] for answer in answers)
+    inconsistent = sum(not answer["consistent"] for answer in answers)
+    outside = sum(answer["in_distribution"] is False for answer in answers)
+    mean_size = sum(len(answer["prediction_set"]) for answer in answers) / total
+    assert inconsistent == len(typos) + 1  # each typo caught, no clean bean doubted for its features
+
+    page = open_console(browser, server)
+    page.fill("#csv-coverage", str(coverage))
+    page.set_input_files("#csv-file", str(upload))
+    expect(page.locator("#file-status")).to_have_text(f"{total} beans classified and recorded.", timeout=WAIT_MS)
+
+    def share(count: int) -> str:
+        return f"{count} of {total} ({100 * count / total:.1f}%)"
+
+    expect(page.locator("#file-doubts dt")).to_have_text(["needs review", "inconsistent", "out of distribution",
+                                                          "mean set size"])
+    expect(page.locator("#file-doubts dd")).to_have_text([share(review), share(inconsistent), share(outside),
+                                                          f"{mean_size:.2f} at coverage {coverage}"])
+    expect(page.locator("#file-results thead th")).to_have_text(["row", "variety", "Class", "agrees", "review"])
+    reviews = page.locator("#file-results tbody td:nth-child(5)").all_text_contents()
+    assert [text != "no" for text in reviews] == [answer["needs_review"] for answer in answers]
+    for row in [*typos, 41]:  # each names the features the API finds disagreeing (for Area, the derived ones)
+        named = ", ".join(dict.fromkeys(problem["feature"] for problem in answers[row]["inconsistencies"]))
+        assert reviews[row].startswith(f"yes: inconsistent {named}"), reviews[row]
+    page.screenshot(path=shots / "doubt-file.png", full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#file-download")
+    with Path(download.value.path()).open(newline="") as results:
+        rows = list(csv.DictReader(results))
+    assert [row["prediction_set"] for row in rows] == [",".join(answer["prediction_set"]) for answer in answers]
+    assert [row["needs_review"] for row in rows] == [str(answer["needs_review"]).lower() for answer in answers]
     page.context.close()
 
 
@@ -314,7 +455,7 @@ def test_accessibility_basics(browser: Browser, server: Server) -> None:
         return [s, (a + 0.05) / (b + 0.05)];
     })""", ["body", "h1", ".top p", "#classify .muted", ".hint", ".field label", ".unit", "#bean-form button",
             "#example-bean", "#model-facts dd", "#health-facts dt", "#records-table td", ".bar-row .value",
-            "#models-table td", "#models-table button", "#audit-table th"])
+            "#models-table td", "#models-table button", "#audit-table th", "#bean-flag", "#bean-set .chip"])
     low = [(selector, round(ratio, 2)) for selector, ratio in ratios if ratio < 4.5]
     assert low == [], low
     page.context.close()

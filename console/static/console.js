@@ -69,6 +69,10 @@ const percent = (part, whole) => (whole ? `${(100 * part / whole).toFixed(1)}%` 
 const utc = (iso) => (iso ? `${iso.replace("T", " ").slice(0, 19)} UTC` : "unknown");
 // A number when the text reads as one; otherwise the text itself, so that the API names the problem.
 const numberOrText = (text) => (text !== "" && Number.isFinite(Number(text)) ? Number(text) : text);
+// Six significant digits in the shortest form: 0.0312 rather than 0.031200000000000002 or 0.0312000.
+const significant = (x) => String(Number(Number(x).toPrecision(6)));
+// A CSV cell: quoted when it holds a comma, a quote or a line break.
+const csvCell = (text) => (/[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text);
 
 // rows: [{name, bars: [{value, text, className}]}]; widths are shares of the largest value.
 function renderBars(container, rows) {
@@ -98,19 +102,21 @@ function renderFacts(list, facts) {
 
 // --- Classify one bean -------------------------------------------------------------------------------------------
 
-const inputs = () => [...$("#bean-form").querySelectorAll("input")];
+const inputs = () => [...$("#bean-form").querySelectorAll("input")];  // the 16 features and the coverage
+const featureInputs = () => [...$("#bean-form .fields").querySelectorAll("input")];
 
 function beanFromForm() {
   const bean = {};
-  for (const input of inputs()) {
+  for (const input of featureInputs()) {
     bean[input.name] = numberOrText(input.value.trim());
   }
   return bean;
 }
 
+// Each refusal next to its input (the features and the coverage); an answer that is ok clears them.
 function showFieldErrors(answer) {
-  const message = errorText(answer);
-  const problems = (answer.body && Array.isArray(answer.body.detail)) ? answer.body.detail : [];
+  const message = answer.ok ? "" : errorText(answer);
+  const problems = (!answer.ok && answer.body && Array.isArray(answer.body.detail)) ? answer.body.detail : [];
   let placed = false;
   for (const input of inputs()) {
     const problem = problems.find((p) => Array.isArray(p.loc) && p.loc.includes(input.name));
@@ -125,17 +131,76 @@ function showFieldErrors(answer) {
 
 async function classifyBean(event) {
   event.preventDefault();
-  const answer = await api("v1/classify", { body: { beans: [beanFromForm()] } });
-  showFieldErrors(answer.ok ? { body: { error: "" } } : answer);
+  const coverage = numberOrText($("#coverage").value.trim());
+  const answer = await api("v1/classify", { body: { beans: [beanFromForm()], coverage } });
+  showFieldErrors(answer);
   if (!answer.ok) { $("#bean-result").hidden = true; return; }
   const [prediction] = answer.body.predictions;
   $("#bean-label").textContent = prediction.label;
+  showDoubts(prediction, coverage);
   $("#bean-stored").textContent = storedText(answer.body.stored, prediction.record_id);
   renderBars($("#bean-scores"), config.classes.map((name) => ({
     name, bars: [{ value: prediction.scores[name], text: fixed(prediction.scores[name], 2),
                    className: name === prediction.label ? "top" : "" }] })));
   $("#bean-result").hidden = false;
   refresh();
+}
+
+// The prediction set as chips, and whether to doubt the answer: a flag and each reason, in full.
+function showDoubts(prediction, coverage) {
+  $("#bean-coverage").textContent = String(coverage);
+  $("#bean-set").replaceChildren(...setChips(prediction));
+  const flag = $("#bean-flag");
+  flag.className = prediction.needs_review ? "flag review" : "flag clear";
+  flag.textContent = prediction.needs_review ? "Needs review" : clearText(prediction);
+  $("#bean-reasons").replaceChildren(...reviewReasons(prediction));
+}
+
+function setChips(prediction) {
+  const set = prediction.prediction_set;
+  if (set === null) return [element("span", "not available: the model was trained before prediction sets", "muted")];
+  if (set.length === 0) return [element("span", "no variety likely enough", "chip empty")];
+  return set.map((name) => element("span", name, name === prediction.label ? "chip top" : "chip"));
+}
+
+// What was checked and passed (a model trained before sets and the distance has only the consistency check).
+function clearText(prediction) {
+  const passed = ["consistent features"];
+  if (prediction.in_distribution) {
+    passed.push(`within the training distribution (score ${fixed(prediction.ood_score, 2)})`);
+  }
+  if (prediction.prediction_set) passed.push("a set of one variety");
+  return `No reason to doubt this answer: ${passed.join(", ")}.`;
+}
+
+function reviewReasons(prediction) {
+  const reasons = [];
+  if (!prediction.consistent) {
+    const item = element("li", "Its features disagree: what was sent and what the measured features imply.");
+    const table = element("table", undefined, "inconsistencies");
+    const head = element("tr");
+    head.append(...["feature", "sent", "implied", "rule"].map((name) => element("th", name)));
+    table.append(head, ...prediction.inconsistencies.map((problem) => {
+      const tr = element("tr");
+      tr.dataset.feature = problem.feature;
+      tr.append(element("td", problem.feature), element("td", significant(problem.sent), "num"),
+                element("td", significant(problem.implied), "num"), element("td", problem.rule));
+      return tr;
+    }));
+    item.append(table);
+    reasons.push(item);
+  }
+  if (prediction.in_distribution === false) {
+    reasons.push(element("li", `Out of the training distribution: score ${fixed(prediction.ood_score, 2)}, its `
+                               + `distance to the training beans of ${prediction.label}; 99.9% of the training beans `
+                               + "score lower."));
+  }
+  const set = prediction.prediction_set;
+  if (set && set.length === 0) reasons.push(element("li", "No variety is likely enough to enter the prediction set."));
+  if (set && set.length > 1) {
+    reasons.push(element("li", `A set of ${set.length} varieties: the model cannot tell ${set.join(", ")} apart.`));
+  }
+  return reasons;
 }
 
 function storedText(stored, recordId) {
@@ -146,7 +211,7 @@ function storedText(stored, recordId) {
 
 function resetExample() {
   for (const input of inputs()) input.value = input.defaultValue;
-  showFieldErrors({ body: { error: "" } });
+  showFieldErrors({ ok: true });
 }
 
 // --- Classify a file ---------------------------------------------------------------------------------------------
@@ -169,6 +234,7 @@ async function classifyCsv(text) {
   const status = $("#file-status");
   const progress = $("#file-progress");
   $("#file-agreement").textContent = "";
+  $("#file-doubts").hidden = true;
   $("#file-download").hidden = true;
   $("#file-results").hidden = true;
   let csv;
@@ -176,28 +242,32 @@ async function classifyCsv(text) {
   const column = Object.fromEntries(csv.header.map((name, index) => [name, index]));
   const beans = csv.rows.map((row) => Object.fromEntries(config.features.map((name) => [
     name, numberOrText(row[column[name]] ?? "")])));
-  const labels = [];
+  const coverage = numberOrText($("#csv-coverage").value.trim());
+  const predictions = [];
   progress.max = beans.length;
   progress.value = 0;
   progress.hidden = false;
   for (let start = 0; start < beans.length; start += config.chunk_beans) {
     status.textContent = `classifying: ${start} of ${beans.length} beans`;
-    const answer = await api("v1/classify", { body: { beans: beans.slice(start, start + config.chunk_beans) } });
+    const answer = await api("v1/classify", { body: { beans: beans.slice(start, start + config.chunk_beans),
+                                                      coverage } });
     if (!answer.ok) {
       // Name the file's row (1 = the first bean) instead of the chunk's index.
       const message = errorText(answer).replace(/beans\.(\d+)/g, (_, i) => `row ${start + Number(i) + 1}`);
       status.textContent = `stopped at rows ${start + 1}-${start + config.chunk_beans}: ${message}`;
       return;
     }
-    labels.push(...answer.body.predictions.map((prediction) => prediction.label));
-    progress.value = labels.length;
+    predictions.push(...answer.body.predictions);
+    progress.value = predictions.length;
   }
-  status.textContent = `${labels.length} beans classified and recorded.`;
-  showFileResults(csv, column.Class, labels);
+  status.textContent = `${predictions.length} beans classified and recorded.`;
+  showFileResults(csv, column.Class, predictions);
+  showFileDoubts(predictions, coverage);
   refresh();
 }
 
-function showFileResults(csv, classIndex, labels) {
+function showFileResults(csv, classIndex, predictions) {
+  const labels = predictions.map((prediction) => prediction.label);
   const given = classIndex === undefined ? null : csv.rows.map((row) => row[classIndex]);
   if (given) {
     const agree = labels.filter((label, i) => label === given[i]).length;
@@ -208,15 +278,50 @@ function showFileResults(csv, classIndex, labels) {
   body.replaceChildren(...labels.map((label, i) => {
     const tr = element("tr");
     tr.append(element("td", String(i + 1), "num"), element("td", label), element("td", given ? given[i] : ""),
-              element("td", given ? (label === given[i] ? "yes" : "no") : ""));
+              element("td", given ? (label === given[i] ? "yes" : "no") : ""), reviewCell(predictions[i]));
     return tr;
   }));
   $("#file-results").hidden = false;
-  const lines = [[...csv.header, "predicted"].join(","), ...csv.rows.map((row, i) => [...row, labels[i]].join(","))];
+  // The set comma-joined as V2 answers it (empty when the model has none), quoted.
+  const answered = (prediction) => [prediction.label, csvCell((prediction.prediction_set ?? []).join(",")),
+                                    String(prediction.needs_review)];
+  const lines = [[...csv.header, "predicted", "prediction_set", "needs_review"].join(","),
+                 ...csv.rows.map((row, i) => [...row, ...answered(predictions[i])].join(","))];
   const link = $("#file-download");
   URL.revokeObjectURL(link.href);
   link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
   link.hidden = false;
+}
+
+// "no", or "yes" with each reason in short.
+function reviewCell(prediction) {
+  if (!prediction.needs_review) return element("td", "no");
+  const reasons = [];
+  if (!prediction.consistent) {
+    const features = new Set(prediction.inconsistencies.map((problem) => problem.feature));  // a bound and a rule
+    reasons.push(`inconsistent ${[...features].join(", ")}`);
+  }
+  if (prediction.in_distribution === false) reasons.push(`out of distribution (${fixed(prediction.ood_score, 1)})`);
+  const set = prediction.prediction_set;
+  if (set && set.length !== 1) reasons.push(set.length ? `set of ${set.join(", ")}` : "no variety likely enough");
+  return element("td", `yes: ${reasons.join("; ")}`, "review");
+}
+
+// How many of the file's answers to doubt, and why; the mean size of the prediction sets.
+function showFileDoubts(predictions, coverage) {
+  const total = predictions.length;
+  const count = (test) => predictions.filter(test).length;
+  const share = (n) => `${n} of ${total} (${percent(n, total)})`;
+  const sets = predictions.map((prediction) => prediction.prediction_set).filter((set) => set !== null);
+  const assessed = predictions.some((prediction) => prediction.in_distribution !== null);
+  renderFacts($("#file-doubts"), [
+    ["needs review", share(count((prediction) => prediction.needs_review))],
+    ["inconsistent", share(count((prediction) => !prediction.consistent))],
+    ["out of distribution", assessed ? share(count((prediction) => prediction.in_distribution === false)) : "n/a"],
+    ["mean set size", sets.length ? `${fixed(sets.reduce((sum, set) => sum + set.length, 0) / sets.length, 2)} `
+                                    + `at coverage ${coverage}` : "n/a"],
+  ]);
+  $("#file-doubts").hidden = false;
 }
 
 // --- Records, class mix, model, monitoring, health ---------------------------------------------------------------
