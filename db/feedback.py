@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Table, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from db.models import Feedback, Prediction
+from db.models import FEATURE_COLUMNS, Feedback, Prediction
 from db.refusals import is_duplicate
 
 FEEDBACK: Table = Feedback.__table__  # type: ignore[assignment]
@@ -183,3 +183,17 @@ def confusion_counts(connection: Connection, *, model_tag: str, since: datetime 
     if since is not None:
         query = query.where(Prediction.created_at >= since)
     return {(true, predicted): count for true, predicted, count in connection.execute(query)}
+
+
+def reported_features(connection: Connection, *, model_tag: str, newest: int,
+                      since: datetime | None = None) -> list[tuple[str, tuple[float, ...]]]:
+    """The true variety and features of the model's reported beans, of the newest `newest` reports by id (bounded,
+    as `confusion_counts`), predicted since `since` (naive UTC); beans recorded without features are left out."""
+    reports = select(Feedback.record_id, Feedback.variety).order_by(Feedback.id.desc()).limit(newest).subquery()
+    features = [getattr(Prediction, column) for column in FEATURE_COLUMNS.values()]
+    query = (select(reports.c.variety, *features)
+             .join(Prediction, Prediction.id == reports.c.record_id)
+             .where(Prediction.model_tag == model_tag))
+    if since is not None:
+        query = query.where(Prediction.created_at >= since)
+    return [(variety, tuple(values)) for variety, *values in connection.execute(query) if None not in values]

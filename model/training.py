@@ -36,6 +36,7 @@ from model.evaluation import (
     set_coverages,
 )
 from model.figures import Figures
+from monitoring.estimate import PrecisionTable
 from monitoring.reference import Reference, build_reference
 from trust.conformal import ConformalSets
 from trust.ood import OutOfDistribution
@@ -63,7 +64,8 @@ def step(name: str) -> Iterator[None]:
 
 
 def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference: Reference,
-               calibrator: TemperatureScaling, ood: OutOfDistribution, conformal: ConformalSets) -> bentoml.Model:
+               calibrator: TemperatureScaling, ood: OutOfDistribution, conformal: ConformalSets,
+               precision: PrecisionTable) -> bentoml.Model:
     """Save to the model store with what a server and a person need to trust it without this script."""
     svc = pipeline.named_steps["svc"]
     params = {"kernel": svc.kernel, "C": svc.C, "scaler": "StandardScaler"}
@@ -79,7 +81,8 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference
             "classes": list(CLASSES),
             "metrics": metrics.model_dump(exclude_none=True),  # BentoML metadata holds no None
             "calibration": calibrator.to_metadata(),  # the service's probabilities: calibration.py
-            "trust": {"ood": ood.to_metadata(), "conformal": conformal.to_metadata()},  # which answers to doubt
+            "trust": {"ood": ood.to_metadata(), "conformal": conformal.to_metadata(),  # which answers to doubt
+                      "estimate": precision.to_metadata()},  # accuracy without labels
             "reference": reference.model_dump(),  # the training data in summary, for drift
             "dataset": {"file": dataset.source.name, "sha256": dataset.sha256, "rows": dataset.rows,
                         "class_counts": {c: int((dataset.labels == c).sum()) for c in CLASSES},
@@ -138,6 +141,7 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
         out_of_fold_probabilities = calibrator.probabilities(folds.scores)
         conformal = ConformalSets.fit(out_of_fold_probabilities, y_index)
         ood = OutOfDistribution.fit(x_train, y_index, out_of_fold_probabilities.argmax(axis=1))
+        precision = PrecisionTable.fit(out_of_fold_probabilities, y_index)
         metrics = metrics.model_copy(update={
             "conformal": set_coverages(conformal, probabilities, np.searchsorted(CLASSES, y_test)),
             "out_of_distribution": out_of_distribution_share(ood, x_test, np.searchsorted(CLASSES, labels))})
@@ -163,6 +167,6 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
         return 1
     with step("save"):
         model = save_model(pipeline, dataset, metrics, build_reference(x_train, y_train, FEATURES, CLASSES),
-                           calibrator, ood, conformal)
+                           calibrator, ood, conformal, precision)
     print(f"{summary}\nreports in {args.output}/\nsaved {model.tag}")
     return 0

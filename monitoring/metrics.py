@@ -1,9 +1,11 @@
-"""Drift and live-accuracy gauges for /metrics, computed in the background, never at scrape time.
+"""Drift, accuracy (live and estimated) and coverage gauges for /metrics, computed in the background, never at
+scrape time.
 
 Each worker recomputes them every `monitoring_interval_seconds` over a fixed window (the newest `drift_window`
 records by id, and as many newest feedback reports), so a scrape only formats numbers already known. Both
 workers do the same bounded work on the same data and export the same values: whichever worker answers a scrape,
-the figures agree (within one interval), and the doubled cost is two bounded queries per interval.
+the figures agree (within one interval), and the doubled cost is a few bounded queries (and the re-scoring of a
+window of beans, about a millisecond) per interval.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Snapshot:
 
     drift: DriftReport | None  # None: the model has no reference
     accuracy: Figure
+    estimated_accuracy: Figure | None
+    coverage: Figure | None  # None: the model has no prediction sets
     computed_at: float  # Unix time
 
 
@@ -49,9 +53,10 @@ def compute(service: Any) -> Snapshot:
                                                threshold=settings.drift_psi_threshold)
     except live.NoReference:
         drift = None
-    quality = live.quality(service.engine, tag, metadata, model=tag, since=None,
-                           min_count=settings.quality_min_count, newest=settings.drift_window)
-    return Snapshot(drift, quality.accuracy, time.time())
+    quality = live.quality(service.engine, service.classifier, model=tag, since=None,
+                           min_count=settings.quality_min_count, window=settings.drift_window,
+                           newest=settings.drift_window)
+    return Snapshot(drift, quality.accuracy, quality.estimated_accuracy, quality.coverage, time.time())
 
 
 class _Gauges(Collector):
@@ -71,6 +76,14 @@ class _Gauges(Collector):
         if accuracy.training is not None:
             yield _gauge("drybeans_training_accuracy", "Holdout accuracy of the serving model at training.",
                          accuracy.training)
+        estimated = snapshot.estimated_accuracy
+        if estimated is not None and estimated.live is not None:  # absent below the minimum count
+            yield _gauge("drybeans_estimated_accuracy", "Expected accuracy of the serving model on the newest "
+                         "recorded beans, from its calibrated probabilities (no labels needed).", estimated.live)
+        coverage = snapshot.coverage
+        if coverage is not None and coverage.live is not None:
+            yield _gauge("drybeans_live_coverage", "Share of the newest reported beans whose true variety is in the "
+                         "serving model's prediction set at coverage 0.95.", coverage.live)
         drift = snapshot.drift
         if drift is None:
             return

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from monitoring.schemas import ClassQuality, ConfusionMatrix, Figure, QualityReport
 
 Counts = Mapping[tuple[str, str], int]  # (true variety, predicted variety) -> beans
@@ -50,3 +53,12 @@ def quality_report(counts: Counts, classes: tuple[str, ...], *, model: str, sinc
         confusion_matrix=ConfusionMatrix(classes=list(classes), live=matrix,
                                          training=trained.get("confusion_matrix")),
     )
+
+
+def coverage_figure(covered: npt.NDArray[np.bool_], *, coverage: float, min_count: int,
+                    training: Mapping[str, Any] | None) -> Figure:
+    """The share of reported beans whose true variety is in their prediction set at `coverage` (`covered`: one
+    bool per bean), beside the holdout's share in the `metrics` entry of the model's metadata."""
+    holdout = (training or {}).get("conformal", {}).get(f"{coverage:g}", {})
+    return Figure(live=ratio(int(covered.sum()), len(covered), min_count), count=len(covered),
+                  training=holdout.get("coverage"))

@@ -83,11 +83,13 @@ async def quality(
                                                                                   "serving model")] = None,
 ) -> QualityReport | JSONResponse:
     """Accuracy, per-variety precision, recall and F1, and the confusion matrix on the beans whose true variety
-    was reported, each figure with its count and its training value; null below the minimum count."""
-    min_count = get_settings().quality_min_count
+    was reported, each figure with its count and its training value; null below the minimum count. For the serving
+    model, also the live coverage of its prediction sets (0.95) on the newest reports, and its accuracy, precision
+    and recall estimated without labels from its calibrated probabilities of the newest recorded beans."""
+    settings = get_settings()
     return await _answering(lambda service: live.quality(
-        service.engine, service.classifier.tag, service.classifier.metadata, model=model or service.classifier.tag,
-        since=since, min_count=min_count))
+        service.engine, service.classifier, model=model or service.classifier.tag, since=since,
+        min_count=settings.quality_min_count, window=settings.drift_window))
 
 
 @router.get("/v1/drift", response_model=DriftReport)

@@ -96,6 +96,14 @@ class ClassQuality(BaseModel):
     f1: Figure
 
 
+class EstimatedClassQuality(BaseModel):
+    """Expected precision (count: beans predicted as the variety) and recall (count: beans expected to be truly of
+    it, rounded), from calibrated probabilities alone."""
+
+    precision: Figure
+    recall: Figure
+
+
 class ConfusionMatrix(BaseModel):
     """Rows: true variety; columns: predicted variety; both in `classes` order."""
 
@@ -114,6 +122,21 @@ class QualityReport(BaseModel):
     accuracy: Figure
     per_class: dict[str, ClassQuality]
     confusion_matrix: ConfusionMatrix
+    coverage: Figure | None = Field(None, description="share of the reported beans (of the newest `window` "
+                                    "reports, in the report's scope) whose true variety is in the serving model's "
+                                    "prediction set at coverage 0.95, re-scored from their features; training: the "
+                                    "same on the holdout. Null for another model, or a model saved without "
+                                    "prediction sets")
+    window: int | None = Field(None, description="newest recorded beans behind the estimated figures, and newest "
+                                                 "reports behind `coverage` (DRYBEANS_DRIFT_WINDOW); null for another "
+                                                 "model")
+    estimated_accuracy: Figure | None = Field(None, description="expected accuracy of the serving model on the "
+                                                                "newest `window` recorded beans (count: those with "
+                                                                "features), from its calibrated probabilities, "
+                                                                "without labels (whoever answered them: re-scored); "
+                                                                "null for another model")
+    estimated_per_class: dict[str, EstimatedClassQuality] | None = Field(None, description="expected precision "
+                                                                         "and recall per variety on the same beans")
 
 
 class FeatureDrift(BaseModel):

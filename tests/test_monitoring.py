@@ -207,7 +207,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_promtool_checks_the_rules_and_the_scrape_config() -> None:
     rules = _promtool("check", "rules", "alerts.yml")
-    assert rules.returncode == 0 and "SUCCESS: 10 rules found" in rules.stdout, rules.stdout + rules.stderr
+    assert rules.returncode == 0 and "SUCCESS: 11 rules found" in rules.stdout, rules.stdout + rules.stderr
     config = _promtool("check", "config", "--syntax-only", "prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
 
