@@ -235,12 +235,14 @@ def test_compose_predicts_and_keeps_rows_across_down_and_up(compose: Compose, cr
 
 def test_app_user_has_only_select_and_insert(compose: Compose, credentials: dict[str, str],
                                              docker_env: dict[str, str]) -> None:
-    """The app's MySQL user holds SELECT, INSERT on the predictions and feedback tables and nothing else."""
+    """The app's MySQL user holds SELECT, INSERT on its four tables (predictions, feedback, the models' roles and the
+    second opinions) and nothing else."""
     up_and_healthy(compose, docker_env)
     grants = compose("exec", "-T", "mysql", "mysql", "-h127.0.0.1", f"-u{credentials['DRYBEANS_APP_DB_USER']}",
                      f"-p{credentials['DRYBEANS_APP_DB_PASSWORD']}", "--batch", "--skip-column-names",
                      "-e", "SHOW GRANTS")
     privileges = [line for line in grants.splitlines() if not line.startswith("GRANT USAGE ON *.*")]
-    assert len(privileges) == 2, grants
-    for privilege, table in zip(sorted(privileges), ("drybeans", "feedback"), strict=True):
+    tables = ("drybeans", "feedback", "model_roles", "shadow_predictions")
+    assert len(privileges) == len(tables), grants
+    for privilege, table in zip(sorted(privileges), tables, strict=True):
         assert privilege.startswith(f"GRANT SELECT, INSERT ON `{credentials['MYSQL_DB']}`.`{table}` TO ")
