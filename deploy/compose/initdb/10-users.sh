@@ -1,7 +1,7 @@
 #!/bin/bash
 # First start of the mysql container only (empty data volume): create the migrator and the app users.
 # The migrator owns the schema of $MYSQL_DATABASE and may pass on SELECT/INSERT; the app user gets no
-# privilege here: `python -m db.migrate` grants it SELECT, INSERT on the predictions table.
+# privilege here: `python -m db.migrate` grants it SELECT, INSERT on its tables.
 set -euo pipefail
 
 sql_str() { local v=${1//\\/\\\\}; printf "'%s'" "${v//\'/\\\'}"; }
