@@ -28,6 +28,8 @@ SAFETY_FACTOR = 1.5
 # 10^22 is the largest power of ten a float holds exactly; only values below 1e-16 have their decimals read so far.
 MAX_DECIMALS = 22
 _POWERS_OF_TEN = 10.0 ** np.arange(MAX_DECIMALS + 1)
+# How many (value, decimals) round trips one pass of sent_precision tests: bounds its memory, sets its passes.
+_VALUES_PER_PASS = 512
 
 
 class Inconsistency(BaseModel):
@@ -168,16 +170,24 @@ def _full_precision(rows: NDArray[np.float64]) -> NDArray[np.float64]:
 def sent_precision(rows: NDArray[np.float64]) -> NDArray[np.float64]:
     """Each value's absolute uncertainty: half a unit of the last decimal of its shortest form ("0.82" -> 0.005,
     "28395.0" -> 0.5), at least the dataset's own rounding."""
-    floor = _full_precision(rows)
-    # Decimals whose half unit is below every nonzero value's floor cannot change the answer: test up to there.
-    smallest = floor[floor > 0].min(initial=0.5)
-    powers = _POWERS_OF_TEN[: min(MAX_DECIMALS, int(math.log10(0.5 / smallest))) + 1]
-    # Rounding to d decimals gives a value back exactly when its shortest form has no more than d decimals (the
-    # first such d is exact: where value x 10^d passes float's integers, half a unit is below the floor).
-    values = rows[..., np.newaxis]
-    round_trips = np.rint(values * powers) / powers == values
-    half_unit = 0.5 / powers[round_trips.argmax(axis=-1)]
-    return np.where(round_trips.any(axis=-1), np.maximum(half_unit, floor), floor)
+    floor = _full_precision(rows).ravel()
+    uncertainty = floor.copy()
+    pending = np.flatnonzero(floor < 0.5)  # values whose decimals can matter
+    decimals = 0
+    while pending.size and decimals <= MAX_DECIMALS:
+        # Several decimals per pass: all of them for one bean (fewest numpy calls), one at a time for a batch.
+        powers = _POWERS_OF_TEN[decimals: decimals + max(1, _VALUES_PER_PASS // pending.size)]
+        values = rows.ravel()[pending, np.newaxis]
+        # Rounding to d decimals gives a value back exactly when its shortest form has no more than d decimals
+        # (where value x 10^d passes float's integers and the test fails, half a unit is below the floor anyway).
+        round_trips = np.rint(values * powers) / powers == values
+        found = round_trips.any(axis=1)
+        resolved = pending[found]
+        uncertainty[resolved] = np.maximum(0.5 / powers[round_trips[found].argmax(axis=1)], floor[resolved])
+        decimals += len(powers)
+        # Values with more decimals stay pending while half a unit of the next decimal is above their floor.
+        pending = pending[~found & (floor[pending] < 0.5 / (10.0 * powers[-1]))]
+    return uncertainty.reshape(rows.shape)
 
 
 def consistent(rows: NDArray[np.float64]) -> NDArray[np.bool_]:
