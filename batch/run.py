@@ -1,0 +1,148 @@
+"""The loop from an input file to the output and rejects files: the next chunk read and the last one written on
+threads of their own while this one is scored (pandas' parser, numpy and Arrow release the GIL for most of it), with
+at most a few chunks in memory at once."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from batch.files import Sink, Source, open_sink, rejects_path
+from batch.scoring import LABEL
+from data.schema import CLASSES
+
+Scorer = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
+READ_AHEAD = 2  # chunks parsed ahead of the one being scored
+
+
+@dataclass
+class Summary:
+    """What a run did: rows read, scored (by variety) and refused, and how long it took."""
+
+    rows: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+    varieties: Counter[str] = field(default_factory=Counter)
+    rejects: Path | None = None  # written only when a row was refused
+
+    def line(self) -> str:
+        """One line for a log: rows, seconds, rate, counts per variety, rows refused."""
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        counts = ", ".join(f"{variety} {self.varieties[variety]:,}" for variety in CLASSES)
+        refused = f"{self.refused:,} rows refused" + (f" (reasons in {self.rejects})" if self.rejects else "")
+        return (f"{self.rows:,} rows in {self.seconds:.1f} s ({rate:,.0f} rows/s): {counts}; {refused}")
+
+
+class Progress:
+    """Told after each chunk; the quiet default does nothing (a terminal's bar is score.py's)."""
+
+    def update(self, summary: Summary, source: Source) -> None:
+        """A chunk is done."""
+
+    def close(self) -> None:
+        """The run is over."""
+
+
+def score_file(source: Source, output: Path, scorer: Scorer, progress: Progress) -> Summary:
+    """Score every chunk of `source` into `output` (and its rejects file, when a row is refused). On any failure the
+    partial output and rejects are removed before the error propagates."""
+    start = time.perf_counter()
+    summary = Summary()
+    sinks = _Sinks(output)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="writer") as writer:
+            written: Future[None] | None = None
+            for chunk in _read_ahead(source.chunks):
+                scored, rejects = scorer(chunk)
+                if written is not None:
+                    written.result()  # one chunk written at a time, in order
+                written = writer.submit(sinks.write, scored, rejects)
+                summary.rows += len(chunk)
+                summary.refused += len(rejects)
+                summary.varieties.update(scored[LABEL].value_counts().to_dict())
+                progress.update(summary, source)
+            if written is not None:
+                written.result()
+        sinks.close()
+    except BaseException:
+        sinks.discard()
+        raise
+    finally:
+        progress.close()
+        source.close()
+    summary.seconds = time.perf_counter() - start
+    summary.rejects = sinks.rejects.path if sinks.rejects else None
+    return summary
+
+
+class _Sinks:
+    """The output, opened at once, and the rejects file, opened at the first refused row."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = open_sink(output)
+        self.rejects: Sink | None = None
+
+    def write(self, scored: pd.DataFrame, rejects: pd.DataFrame) -> None:
+        self.output.write(scored)
+        if len(rejects):
+            if self.rejects is None:
+                self.rejects = open_sink(rejects_path(self.output.path), as_text=True)
+            self.rejects.write(rejects)
+
+    def close(self) -> None:
+        self.output.close()
+        if self.rejects is not None:
+            self.rejects.close()
+
+    def discard(self) -> None:
+        """Close and remove both files: a partial output must not pass for a whole one."""
+        for sink in (self.output, self.rejects):
+            if sink is not None:
+                try:
+                    sink.close()
+                finally:
+                    sink.path.unlink(missing_ok=True)
+
+
+def _read_ahead(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The chunks, parsed on a thread up to READ_AHEAD ahead; the reader's error is raised here, in order."""
+    ready: queue.Queue[pd.DataFrame | BaseException | None] = queue.Queue(READ_AHEAD)
+    stop = threading.Event()
+
+    def offer(item: pd.DataFrame | BaseException | None) -> bool:
+        """Queue the item unless the consumer has gone; whether it was queued."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not offer(chunk):
+                    return
+            offer(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(exc)
+
+    reader = threading.Thread(target=read, name="reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
