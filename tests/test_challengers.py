@@ -35,9 +35,11 @@ from model import training
 from model.classifier import Classifier, NoExplanations
 from model.compiled_svc import SklearnPredictor
 from recording import Recorded
+from rollout.registry import Scored
 from schemas import EXAMPLE_BEAN
-from serving.answers import classify_answer, refuse_unexplainable
+from serving.answers import Answered, classify_answer, refuse_unexplainable
 from tests.servers import MySQLDatabase, bentoml_serve, free_port
+from trust.assessment import assess
 
 ROOT = Path(__file__).resolve().parents[1]
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -258,7 +260,9 @@ def test_explanations_of_an_rbf_model_are_refused_with_what_to_do(store: Store, 
         refuse_unexplainable(classifier, explain=True)
     refuse_unexplainable(classifier, explain=False)
     assert (refused.value.status, refused.value.message) == (422, CANNOT_EXPLAIN.format(model=store.rbf.saved))
-    answer = json.loads(classify_answer(classifier, rows, labels, scores, Recorded("", "skipped"), explain=False))
+    answered = Answered(Scored(classifier, labels, scores, 0.001, "", None), Recorded("", "skipped"),
+                        assess(classifier, rows, labels, classifier.probabilities(scores)))
+    answer = json.loads(classify_answer(answered, explain=False))
     assert [bean["label"] for bean in answer["predictions"]] == labels.tolist()
 
 

@@ -62,7 +62,11 @@ def test_tritonclient_health_and_metadata(server: Server, version: str) -> None:
     assert metadata["inputs"] == [{"name": "features", "datatype": "FP64", "shape": [-1, 16]}]
     assert metadata["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                                    {"name": "scores", "datatype": "FP64", "shape": [-1, 7]},
-                                   {"name": "probabilities", "datatype": "FP64", "shape": [-1, 7]}]
+                                   {"name": "probabilities", "datatype": "FP64", "shape": [-1, 7]},
+                                   {"name": "prediction_set", "datatype": "BYTES", "shape": [-1]},
+                                   {"name": "needs_review", "datatype": "BOOL", "shape": [-1]},
+                                   {"name": "consistent", "datatype": "BOOL", "shape": [-1]},
+                                   {"name": "in_distribution", "datatype": "BOOL", "shape": [-1]}]
 
 
 def test_tritonclient_infer_labels_equal_predicts_for_the_whole_holdout(
@@ -204,9 +208,14 @@ def test_kserve_rest_client_health_metadata_and_infer(server: Server, holdout: n
             request = InferRequest(model_name="drybean_svc", infer_inputs=[features], request_id="k1",
                                    parameters={"store": False})
             response = await client.infer(server.url, request, model_name="drybean_svc")
-            assert response.id == "k1" and [o.name for o in response.outputs] == ["label", "scores", "probabilities"]
+            assert response.id == "k1" and [o.name for o in response.outputs] == [
+                "label", "scores", "probabilities", "prediction_set", "needs_review", "consistent", "in_distribution"]
             assert response.outputs[0].as_numpy().astype(str).tolist() == predict_labels
             assert response.outputs[1].as_numpy().shape == (4084, 7)
+            sets, review, consistent = (response.outputs[i].as_numpy() for i in (3, 4, 5))
+            assert review.dtype == bool and consistent.all()  # the SDK reads the doubts as any other output
+            assert all(label in str(members).split(",") or review[i]
+                       for i, (label, members) in enumerate(zip(predict_labels, sets.astype(str), strict=True)))
         finally:
             await client.close()
 
