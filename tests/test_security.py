@@ -33,7 +33,9 @@ DATABASE_ACCESS_DENIED = 1044  # ER_DBACCESS_DENIED_ERROR: "Access denied for us
 REVIEWED_DYNAMIC_SQL = {
     ("db/migrate.py", "grant_app_user"),  # identifiers, checked against a pattern first
     ("db/store.py", "_insert_as_literals"),  # values escaped by the driver, ints and floats: test_writer.py's
-}                                         # test_every_value_is_stored_exactly... stores an injection attempt as given
+                                          # test_every_value_is_stored_exactly... stores an injection attempt as given
+    ("rollout/shadow.py", "_insert_as_literals"),  # the same: strings escaped by the driver, `:d` ints, repr(float)
+}
 SQL_CALLS = {"text", "execute", "exec_driver_sql", "executemany", "scalar", "scalars"}
 
 
