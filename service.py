@@ -54,7 +54,7 @@ from serving.auth import BearerToken, bearer_settings
 from serving.guard import RequestGuard
 from serving.headers import SecurityHeaders
 from serving.probes import Probes
-from serving.shortcut import PredictShortcut
+from serving.shortcut import ClassifyShortcut, PredictShortcut
 from trust.assessment import DEFAULT_COVERAGE, assess
 
 if TYPE_CHECKING:
@@ -209,13 +209,18 @@ class DryBeans:
         doubt (consistent features, in the training distribution, a prediction set at the requested coverage),
         optionally why the label won, and the ids of the stored records. `model` names the model that answered (the
         champion, or the canary for its share of X-Client-Key values)."""
+        return Response(await self.classification(
+            request, registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER))),
+            media_type="application/json")
+
+    async def classification(self, request: ClassifyRequest, client_key: str | None = None) -> bytes:
+        """`/v1/classify`'s answer, as JSON; also given by its shortcut (serving/shortcut.py)."""
         rows = parsing.bean_rows(request.beans, self.max_beans)
         if self.reject_inconsistent:
             refuse_inconsistent(rows)  # 422 before anything is recorded
-        answered = await self.score_and_record(
-            rows, store=request.store, explain=request.explain, want_ids=True, coverage=request.coverage,
-            client_key=registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER)))
-        return Response(classify_answer(answered, explain=request.explain), media_type="application/json")
+        answered = await self.score_and_record(rows, store=request.store, explain=request.explain, want_ids=True,
+                                               coverage=request.coverage, client_key=client_key)
+        return classify_answer(answered, explain=request.explain)
 
     @web.get("/v1/predictions", tags=["Records"])
     def predictions(
@@ -339,4 +344,5 @@ if _settings.metrics_port is not None:
 DryBeans.add_asgi_middleware(BearerToken, **access_control())  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(Probes)  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(PredictShortcut, service_name=DryBeans.name)  # type: ignore[attr-defined]
+DryBeans.add_asgi_middleware(ClassifyShortcut, service_name=DryBeans.name)  # type: ignore[attr-defined]
 DryBeans.add_asgi_middleware(InferShortcut)  # type: ignore[attr-defined]

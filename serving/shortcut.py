@@ -1,56 +1,68 @@
-"""The tutorial's everyday request answered in one step: `POST /predict` with `{"data": ..., "store"?: bool}`.
+"""The everyday requests answered in one step: the tutorial's `POST /predict` (`{"data": ..., "store"?: bool}`) and
+`POST /v1/classify` (a `ClassifyRequest`).
 
-BentoML's route for `/predict` binds the call's signature, validates the body into `TutorialRequest`, calls the
-API through its context and serialises `TutorialResponse`; for one bean that bookkeeping cost more than the
-prediction and its database write together. This middleware, the innermost of the service's own (inside
-BentoML's metrics, access log and timeout, and inside the body guard and bearer token), answers a request that
-already has exactly that plain shape through the same code the API runs, `DryBeans.tutorial_prediction`, with
-the same bytes and headers (`tests/test_shortcut.py` and `tests/test_hardening.py` compare both paths).
-Everything else goes the normal way: another shape or type, a request with an `Origin` (CORS is applied further
-in), and every input the API refuses, which the route then names as it always has (nothing was recorded yet).
-Only a failure to record, once recording was tried, is answered here as the route would (503): trying again
-there could record part of the request twice.
+BentoML's routes bind the call's signature, validate the body, call the API through its context and serialise the
+answer; for one bean that bookkeeping cost more than the prediction and its database write together. These
+middlewares, the innermost of the service's own (inside BentoML's metrics, access log and timeout, and inside the
+body guard and bearer token), answer a request that already has the route's plain shape through the same code the
+API runs (`DryBeans.tutorial_prediction`, `DryBeans.classification`), with the same bytes and headers
+(`tests/test_shortcut.py` and `tests/test_hardening.py` compare both paths). Everything else goes the normal way:
+another shape or type, a request with an `Origin` (CORS is applied further in), and every input the API refuses,
+which the route then names as it always has (nothing was recorded yet). Only a failure to record, once recording
+was tried, is answered here as the route would (503): trying again there could record part of the request twice.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import bentoml
 import orjson
 from bentoml.exceptions import BentoMLException
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import errors
-from recording import Recorded
 from rollout.registry import client_key_in
+from schemas import ClassifyRequest
 from serving.bodies import read_body, replay
 
-PATH = "/predict"
+if TYPE_CHECKING:
+    from recording import Recorded
+
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, bytes, Headers]
 
 
-class TutorialPredictor(Protocol):
-    """What the shortcut needs of the service instance."""
+class Predictor(Protocol):
+    """What the shortcuts need of the service instance."""
 
     async def tutorial_prediction(self, data: str | list[Any], store: bool,
                                   client_key: str | None = None) -> tuple[str, Recorded]:
         """The labels as a JSON-encoded string, and what became of the records."""
         ...
 
+    async def classification(self, request: ClassifyRequest, client_key: str | None = None) -> bytes:
+        """`/v1/classify`'s answer, as JSON."""
+        ...
 
-class PredictShortcut:
-    """Answer a plain `POST /predict` directly; pass everything else on, body included."""
+
+class Shortcut:
+    """Answer a plain `POST` to `path` directly; pass everything else on, body included."""
+
+    path: ClassVar[str]
 
     def __init__(self, app: ASGIApp, service_name: str) -> None:
         self.app = app
         self.server = f"BentoML Service/{service_name}".encode()  # as BentoML's routes name the server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST" or _has_origin(scope):
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST" or _has_origin(scope):
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        answer = await _answer(body, client_key_in(scope["headers"]))
+        service = _current_service()
+        answer = None if service is None else await self._answered(service, body, client_key_in(scope["headers"]))
         if answer is None:
             await self.app(scope, replay(body), send)
             return
@@ -59,6 +71,48 @@ class PredictShortcut:
             (b"content-length", str(len(content)).encode()), (b"content-type", b"application/json"), *headers,
             (b"server", self.server)]})
         await send({"type": "http.response.body", "body": content})
+
+    async def answer(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+        """The answer's status, body and headers; None when the body is not the plain shape."""
+        raise NotImplementedError
+
+    async def _answered(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+        """`answer`, with a failure to record (recording was tried) answered as the route would, and None for any
+        other refusal (nothing was recorded: the route answers it)."""
+        try:
+            return await self.answer(service, body, client_key)
+        except errors.StoreUnavailable as failure:
+            errors.log_answer(self.path, failure)
+            return failure.status, bytes(errors.error_response(failure).body), []
+        except errors.ApiError:
+            return None
+
+
+class PredictShortcut(Shortcut):
+    """`POST /predict` in the tutorial's plain shape."""
+
+    path = "/predict"
+
+    async def answer(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+        request = plain_request(body)
+        if request is None:
+            return None
+        predictions, recorded = await service.tutorial_prediction(*request, client_key=client_key)
+        headers = [(name.lower().encode(), value.encode()) for name, value in recorded.headers().items()]
+        return 200, orjson.dumps({"predictions": predictions}), headers
+
+
+class ClassifyShortcut(Shortcut):
+    """`POST /v1/classify` with a body that validates as a `ClassifyRequest`."""
+
+    path = "/v1/classify"
+
+    async def answer(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+        try:
+            request = ClassifyRequest.model_validate_json(body)
+        except ValidationError:  # the route names what is wrong
+            return None
+        return 200, await service.classification(request, client_key), []
 
 
 def plain_request(body: bytes) -> tuple[str | list[Any], bool] | None:
@@ -78,24 +132,7 @@ def plain_request(body: bytes) -> tuple[str | list[Any], bool] | None:
     return data, store
 
 
-async def _answer(body: bytes, key: str | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-    """The answer's status, body and prediction headers, or None when the route should answer."""
-    request = plain_request(body)
-    service = _current_service()
-    if request is None or service is None:
-        return None
-    try:
-        predictions, recorded = await service.tutorial_prediction(*request, client_key=key)
-    except errors.StoreUnavailable as failure:  # recording was tried
-        errors.log_answer("predict", failure)
-        return failure.status, bytes(errors.error_response(failure).body), []
-    except errors.ApiError:  # refused before anything was recorded
-        return None
-    headers = [(name.lower().encode(), value.encode()) for name, value in recorded.headers().items()]
-    return 200, orjson.dumps({"predictions": predictions}), headers
-
-
-def _current_service() -> TutorialPredictor | None:
+def _current_service() -> Predictor | None:
     try:
         return bentoml.get_current_service()  # type: ignore[no-any-return]
     except BentoMLException:  # still starting: the normal route answers
@@ -104,4 +141,3 @@ def _current_service() -> TutorialPredictor | None:
 
 def _has_origin(scope: Scope) -> bool:
     return any(name == b"origin" for name, _ in scope["headers"])
-

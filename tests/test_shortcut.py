@@ -1,4 +1,5 @@
-"""`/predict`'s shortcut (serving/shortcut.py): which requests it answers, and that its answers are the route's.
+"""The shortcuts of `/predict` and `/v1/classify` (serving/shortcut.py): which requests they answer, and that their
+answers are the routes'.
 
 In process: a real service instance (embedded SQLite) behind the shortcut, with an application behind it that
 stands for BentoML's route and echoes what reached it. Over HTTP: a real server, where a request with an
@@ -19,8 +20,9 @@ from _bentoml_sdk.service import set_current_service
 from starlette.requests import Request
 from starlette.responses import Response
 
+from data.schema import FEATURES
 from schemas import EXAMPLE_ROW
-from serving.shortcut import PredictShortcut, plain_request
+from serving.shortcut import ClassifyShortcut, PredictShortcut, Shortcut, plain_request
 from tests.bad_requests import CORPUS
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
@@ -42,6 +44,19 @@ NOT_PLAIN = [
     b"",
 ]
 ROUTE_STATUS = 299  # what the stand-in for BentoML's route answers
+BEAN = dict(zip(FEATURES, EXAMPLE_ROW, strict=True))
+PLAIN_CLASSIFY = [
+    {"beans": [BEAN]},
+    {"beans": [BEAN, BEAN], "store": False, "coverage": 0.9},
+    {"beans": [BEAN], "explain": True, "store": False},
+]
+NOT_PLAIN_CLASSIFY = [
+    b'{"beans": [], "store": false}',  # no bean: the route names the problem
+    b'{"bean": [], "store": false}',
+    json.dumps({"beans": [BEAN], "coverage": 0.2}).encode(),
+    json.dumps({"beans": [{**BEAN, "Area": "big"}]}).encode(),
+    b"",
+]
 
 
 @pytest.mark.parametrize("body", PLAIN, ids=range(len(PLAIN)))
@@ -81,10 +96,11 @@ def service_instance(trained_model_home: Path, tmp_path_factory: pytest.TempPath
     asyncio.run(instance.close())
 
 
-def post(path: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def post(path: str, body: bytes, headers: dict[str, str] | None = None,
+         shortcut: type[Shortcut] = PredictShortcut) -> httpx.Response:
     """POST `body` through the shortcut, with the stand-in route behind it."""
     async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=PredictShortcut(route, service_name="drybeans"))
+        transport = httpx.ASGITransport(app=shortcut(route, service_name="drybeans"))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             return await http.post(path, content=body, headers={"content-type": "application/json", **(headers or {})})
 
@@ -118,6 +134,23 @@ def test_errors_cross_origin_requests_and_other_routes_reach_the_route(service_i
         assert (response.status_code, response.content) == (ROUTE_STATUS, body), path
 
 
+@pytest.mark.parametrize("body", PLAIN_CLASSIFY, ids=range(len(PLAIN_CLASSIFY)))
+def test_a_valid_classify_request_is_answered_without_the_route(service_instance: Any, body: dict[str, Any]) -> None:
+    response = post("/v1/classify", json.dumps(body).encode(), shortcut=ClassifyShortcut)
+    assert response.status_code == 200
+    answer = response.json()
+    assert [bean["label"] for bean in answer["predictions"]] == ["DERMASON"] * len(body["beans"])
+    assert all(bean["prediction_set"] and bean["consistent"] for bean in answer["predictions"])
+    assert answer["stored"] == ("committed" if body.get("store", True) else "skipped")
+    assert all(("explanation" in bean) == body.get("explain", False) for bean in answer["predictions"])
+
+
+@pytest.mark.parametrize("body", NOT_PLAIN_CLASSIFY, ids=range(len(NOT_PLAIN_CLASSIFY)))
+def test_an_invalid_classify_request_reaches_the_route_with_its_body(service_instance: Any, body: bytes) -> None:
+    response = post("/v1/classify", body, shortcut=ClassifyShortcut)
+    assert (response.status_code, response.content) == (ROUTE_STATUS, body)
+
+
 @pytest.fixture(scope="module")
 def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[Server]:
@@ -126,16 +159,20 @@ def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: 
         yield running
 
 
-PREDICT_CASES = [case for case in CORPUS if case.path == "/predict"]
+SHORTCUT_CASES = [case for case in CORPUS if case.path in ("/predict", "/v1/classify")]
+UNSTORED_CLASSIFY = [body for body in PLAIN_CLASSIFY if body.get("store") is False]  # no ids: the same bytes
 # Each makes one request's arguments anew (a chunked body is an iterator, spent once sent).
 REQUESTS: list[Callable[[], dict[str, Any]]] = [
     *[lambda body=body: {"method": "POST", "url": "/predict", "json": body} for body in PLAIN],
-    *[case.request for case in PREDICT_CASES]]
+    *[lambda body=body: {"method": "POST", "url": "/v1/classify", "json": body} for body in UNSTORED_CLASSIFY],
+    *[case.request for case in SHORTCUT_CASES]]
 
 
 @pytest.mark.mysql
 @pytest.mark.parametrize("make_request", REQUESTS,
-                         ids=[*(f"plain-{index}" for index in range(len(PLAIN))), *(c.name for c in PREDICT_CASES)])
+                         ids=[*(f"plain-{index}" for index in range(len(PLAIN))),
+                              *(f"classify-{index}" for index in range(len(UNSTORED_CLASSIFY))),
+                              *(c.name for c in SHORTCUT_CASES)])
 def test_both_paths_give_the_same_answer(server: Server, make_request: Callable[[], dict[str, Any]]) -> None:
     cross_origin = make_request()
     cross_origin["headers"] = {**cross_origin.get("headers", {}), "Origin": "http://a.test"}
