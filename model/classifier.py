@@ -3,6 +3,7 @@ probabilities and exact explanations per bean."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -80,6 +81,14 @@ class Classifier:
         """The version part of the tag, as the operator API names models."""
         return self.tag.partition(":")[2]
 
+    @functools.cached_property
+    def _class_array(self) -> npt.NDArray[np.str_]:
+        return np.array(self.classes)
+
+    def class_indices(self, labels: npt.NDArray[np.str_]) -> npt.NDArray[np.intp]:
+        """Each label's index into `classes` (sorted, as scikit-learn keeps them)."""
+        return np.searchsorted(self._class_array, labels)
+
     @property
     def explains(self) -> bool:
         """Whether `explain` can answer: the model is a linear SVC."""
@@ -99,7 +108,7 @@ class Classifier:
         a non-linear model (check `explains` first)."""
         if self.explainer is None:
             raise NoExplanations(f"model {self.tag} is not a linear SVC")
-        return self.explainer.explain(rows, np.searchsorted(self.classes, labels), scores)
+        return self.explainer.explain(rows, self.class_indices(labels), scores)
 
 
 def probe_rows(pipeline: Pipeline) -> npt.NDArray[np.float64]:

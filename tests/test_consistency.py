@@ -162,3 +162,17 @@ def test_precision_is_half_a_unit_of_the_last_decimal_sent(dataset_rows: np.ndar
     values = np.concatenate([dataset_rows[:500], np.round(dataset_rows[:500], 3), dataset_rows[:500] / 7]).ravel()
     expected = [max(0.5 * 10.0 ** -rounded_decimals(value), 2e-7 * abs(value)) for value in values]
     assert sent_precision(values.reshape(-1, len(FEATURES))).ravel() == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_few_beans_are_judged_as_in_a_batch(dataset_rows: np.ndarray) -> None:
+    """Up to 8 refused beans take the plain-Python path, more take numpy's: the same verdicts, on beans at every
+    precision, with typos (x10, /10, a last digit off) and non-positive values."""
+    rng = np.random.default_rng(7)
+    rows = dataset_rows[rng.choice(len(dataset_rows), 600, replace=False)]
+    typos = rows.copy()
+    typos[np.arange(len(rows)), rng.integers(0, len(FEATURES), len(rows))] *= rng.choice([10, 0.1, 1.0001], len(rows))
+    typos[:5, 0] = [0.0, -1.0, 1e-300, 1e15, 3.0]
+    for batch in (rows, np.round(rows, 2), np.round(rows, 0), typos, np.round(typos, 3)):
+        one_by_one = np.concatenate([consistent(batch[start:start + 3]) for start in range(0, len(batch), 3)])
+        assert np.array_equal(one_by_one, consistent(batch))
+    assert 0.3 < caught_share(typos) < 1

@@ -105,6 +105,13 @@ def test_metadata_round_trips_through_yaml_with_identical_outputs(fitted: Fitted
     assert np.array_equal(ood.score(fitted.x_test, fitted.predicted), fitted.ood.score(fitted.x_test, fitted.predicted))
 
 
+def test_a_few_beans_at_a_time_score_as_in_one_batch(fitted: Fitted) -> None:
+    whole = fitted.ood.score(fitted.x_test, fitted.predicted)  # grouped by variety
+    few = np.concatenate([fitted.ood.score(fitted.x_test[start:start + 7], fitted.predicted[start:start + 7])
+                          for start in range(0, len(fitted.x_test), 7)])  # gathered per bean
+    np.testing.assert_allclose(few, whole, rtol=1e-12)
+
+
 def test_malformed_metadata_is_refused_with_what_is_wrong(fitted: Fitted) -> None:
     with pytest.raises(ValueError, match=r"trust\.conformal"):
         ConformalSets.from_metadata({"thresholds": [0.5] * 10, "calibration_beans": 10})

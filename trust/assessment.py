@@ -57,7 +57,7 @@ def assess(classifier: Classifier, rows: npt.NDArray[np.float64], labels: npt.ND
     review = ~checked
     in_distribution = ood_score = sets = None
     if classifier.ood is not None:
-        ood_score = classifier.ood.score(rows, np.searchsorted(classifier.classes, labels))
+        ood_score = classifier.ood.score(rows, classifier.class_indices(labels))
         in_distribution = ood_score <= classifier.ood.threshold
         review |= ~in_distribution
     if classifier.conformal is not None:

@@ -111,6 +111,13 @@ def _fast_path_constants() -> tuple[NDArray[np.float64], NDArray[np.float64], ND
 
 
 _LOG_WEIGHTS, _LOG_LOWER, _LOG_UPPER = _fast_path_constants()
+# The one-bean path's view of the checks: each with its sent feature's index and its measured features' exponents.
+_ONE_BY_ONE_AT_MOST = 8  # refused beans judged in plain Python; more go through numpy
+_POSITIVE_LIST = _POSITIVE_INDEX.tolist()
+_SCALAR_CHECKS = tuple((check, FEATURES.index(check.feature),
+                        tuple((int(index), exponent) for index, exponent in zip(_MEASURED_INDEX, check.exponents,
+                                                                               strict=True) if exponent))
+                       for check in _CHECKS)
 _ECCENTRICITY_FEATURE = FEATURES.index("Eccentricity")
 
 
@@ -149,9 +156,9 @@ def _evaluate(rows: NDArray[np.float64], uncertainty: NDArray[np.float64]) -> _E
         implied = np.exp(np.log(measured) @ _EXPONENTS + _LOG_COEFFICIENTS)
         # First order: the relative error of a power law is the sum of |exponent| x each input's relative error.
         relative = (uncertainty[:, _MEASURED_INDEX] / measured) @ _ABS_EXPONENTS
-    difference = sent - implied
-    excess = np.maximum(difference * _SIGN_A, difference * _SIGN_B)
-    holds = excess <= SAFETY_FACTOR * (sent_uncertainty + implied * relative)
+        difference = sent - implied
+        excess = np.maximum(difference * _SIGN_A, difference * _SIGN_B)
+        holds = excess <= SAFETY_FACTOR * (sent_uncertainty + implied * relative)  # nan (a measurement <= 0): False
     # The eccentricity through its square, e^2 = 1 - r^2 with r = l/L, whose error (2 e u_e + u_e^2 from the
     # sent value, 2 r^2 x relative error of r from the measured ones) stays finite as e nears 0.
     ratio, eccentricity, error = implied[:, _ECCENTRICITY], sent[:, _ECCENTRICITY], sent_uncertainty[:, _ECCENTRICITY]
@@ -197,8 +204,48 @@ def consistent(rows: NDArray[np.float64]) -> NDArray[np.bool_]:
     if not verdict.all():  # judge the refused again, at the precision each of their values was sent with
         refused = np.flatnonzero(~verdict)
         doubtful = rows[refused]
-        verdict[refused] = _evaluate(doubtful, sent_precision(doubtful)).consistent()
+        if len(refused) <= _ONE_BY_ONE_AT_MOST:
+            verdict[refused] = [_one_consistent(bean) for bean in doubtful.tolist()]
+        else:
+            verdict[refused] = _evaluate(doubtful, sent_precision(doubtful)).consistent()
     return verdict
+
+
+def _one_consistent(row: list[float]) -> bool:
+    """`_evaluate(...).consistent()` at the sent precision for one bean, in plain Python: for a few beans numpy's
+    cost per call is most of the work (the tutorial's bean, sent at two decimals: ~15 µs against ~55)."""
+    if not all(row[index] > 0 for index in _POSITIVE_LIST):
+        return False
+    uncertainty = _sent_uncertainties(row)
+    for check, sent_index, terms in _SCALAR_CHECKS:
+        implied, relative = check.coefficient, 0.0
+        for index, exponent in terms:
+            implied *= row[index] ** exponent
+            relative += abs(exponent) * uncertainty[index] / row[index]
+        sent, error = row[sent_index], uncertainty[sent_index]
+        if check.feature == "Eccentricity":  # through its square, as _evaluate does
+            squared = implied * implied
+            excess = abs(sent * sent + squared - 1.0)
+            allowed = (2.0 * abs(sent) + error) * error + 2.0 * squared * relative
+        else:
+            difference = sent - implied
+            excess = abs(difference) if check.kind == "equals" else (
+                difference if check.kind == "at_most" else -difference)
+            allowed = error + implied * relative
+        if excess > SAFETY_FACTOR * allowed:
+            return False
+    return True
+
+
+def _sent_uncertainties(row: list[float]) -> list[float]:
+    """`sent_precision` of one bean, from each value's shortest form, which repr gives ("0.82", "28395.0",
+    "1.5e-05"): one repr of the whole list, split."""
+    uncertainties = []
+    for value, text in zip(row, repr(row)[1:-1].split(", "), strict=True):
+        digits, _, exponent = text.partition("e")
+        decimals = max(0, len(digits.partition(".")[2].rstrip("0")) - int(exponent or 0))
+        uncertainties.append(max(0.5 * 10.0 ** -decimals, DATASET_RELATIVE_PRECISION * abs(value)))
+    return uncertainties
 
 
 def inconsistencies(row: NDArray[np.float64]) -> list[Inconsistency]:

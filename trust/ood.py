@@ -40,6 +40,7 @@ PERCENTILE = 99.9
 _COLUMNS = [FEATURES.index(name) for name in MEASURED]
 _TINY = float(np.finfo(np.float64).tiny)
 _MIN_BEANS = 2 * len(MEASURED)  # per variety, for a covariance worth inverting
+_GATHER_BELOW = 512  # beans
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +98,12 @@ class OutOfDistribution:
         return self._distances(_log_measurements(np.asarray(rows, dtype=np.float64)), np.asarray(class_indices))
 
     def _distances(self, logs: Float64Array, class_indices: IndexArray) -> Float64Array:
-        """Whitened per variety, one matrix product each: gathering a matrix per bean costs 2-3x more."""
+        """Each bean whitened by its variety's matrix: gathered per bean for a few hundred beans (one call: 5 µs for
+        one bean against 9), one matrix product per variety beyond (gathering costs more from ~500 beans on)."""
+        if len(logs) < _GATHER_BELOW:
+            whitened = np.matmul((logs - self.means[class_indices])[:, np.newaxis, :],
+                                 self.whitening[class_indices])[:, 0]
+            return np.sqrt(np.einsum("ni,ni->n", whitened, whitened))  # type: ignore[no-any-return]
         order = np.argsort(class_indices.astype(np.uint8), kind="stable")  # a radix sort: beans by variety
         ends = np.bincount(class_indices, minlength=len(self.means)).cumsum().tolist()
         whitened = logs[order]
