@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -62,10 +62,6 @@ def _score_locally(args: argparse.Namespace, source: Source) -> int:
     from rollout.backtest import BacktestError, load_candidate  # the model store's errors, worded for a user
 
     threadpool_limits(1)  # one BLAS thread: reading and writing, on threads of their own, take the other core
-    try:
-        classifier = load_candidate(args.model)
-    except BacktestError as exc:
-        return _fail(str(exc), EXIT_MODEL)
     store = None
     if args.store:
         from batch.storing import PredictionStore
@@ -73,14 +69,21 @@ def _score_locally(args: argparse.Namespace, source: Source) -> int:
 
         store = PredictionStore(get_settings())
 
-    def scorer(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        scored, rejects = score_frame(classifier, frame, coverage=args.coverage)
-        if store is not None:
-            store.record(scored, classifier.tag)
-        return scored, rejects
+    def load_scorer() -> Scorer:
+        classifier = load_candidate(args.model)
+
+        def scorer(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+            scored, rejects = score_frame(classifier, frame, coverage=args.coverage)
+            if store is not None:
+                store.record(scored, classifier.tag)
+            return scored, rejects
+
+        return scorer
 
     try:
-        summary = _run(source, args.output, scorer)
+        summary = _run(source, args.output, load_scorer)
+    except BacktestError as exc:
+        return _fail(str(exc), EXIT_MODEL)
     except errors.StoreUnavailable as exc:
         return _fail(exc.message, EXIT_STORE)
     finally:
@@ -100,7 +103,7 @@ def _score_remote(args: argparse.Namespace, source: Source) -> int:
     except ServiceProblem as exc:
         return _fail(str(exc), EXIT_SERVICE)
     try:
-        summary = _run(source, args.output, scorer)
+        summary = _run(source, args.output, lambda: scorer)
     except ServiceProblem as exc:
         return _fail(str(exc), EXIT_SERVICE)
     finally:
@@ -125,9 +128,9 @@ def _score_on_spark(args: argparse.Namespace) -> int:
     return _report(summary, f"; on Spark: {output} and {rejects_uri(output)} are directories of part files")
 
 
-def _run(source: Source, output: Path, scorer: Scorer) -> Summary:
+def _run(source: Source, output: Path, load_scorer: Callable[[], Scorer]) -> Summary:
     progress = _TerminalBar(source) if sys.stderr.isatty() else Progress()
-    return score_file(source, output, scorer, progress)
+    return score_file(source, output, load_scorer, progress)
 
 
 def _report(summary: Summary, note: str) -> int:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from batch.scoring import Predictions, label_categories, set_categories, split_valid, with_predictions
 from data.schema import CLASSES
-from model.training import MODEL_NAME
+from model import MODEL_NAME
 from protocol.binary import ALL_OUTPUTS, HEADER, SIZE
 
 REQUEST_BEANS = 10_000  # the service's default limit per request

@@ -1,6 +1,7 @@
-"""The loop from an input file to the output and rejects files: the next chunk read and the last one written on
+"""The loop from an input file to the output and rejects files: the next chunks read and the last one written on
 threads of their own while this one is scored (pandas' parser, numpy and Arrow release the GIL for most of it), with
-at most a few chunks in memory at once."""
+at most a few chunks in memory at once. The reader starts before the scorer is loaded, so that loading a model (its
+imports and checks: 2-3 s) overlaps parsing the first chunks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from batch.scoring import LABEL
 from data.schema import CLASSES
 
 Scorer = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
-READ_AHEAD = 2  # chunks parsed ahead of the one being scored
+READ_AHEAD = 4  # chunks parsed ahead of the one being scored: 400,000 rows at score.py's default chunk
 
 
 @dataclass
@@ -51,36 +52,45 @@ class Progress:
         """The run is over."""
 
 
-def score_file(source: Source, output: Path, scorer: Scorer, progress: Progress) -> Summary:
-    """Score every chunk of `source` into `output` (and its rejects file, when a row is refused). On any failure the
-    partial output and rejects are removed before the error propagates."""
+def score_file(source: Source, output: Path, load_scorer: Callable[[], Scorer], progress: Progress) -> Summary:
+    """Score every chunk of `source` into `output` (and its rejects file, when a row is refused) with the scorer
+    `load_scorer` gives once reading has begun. On any failure (loading the scorer too) the partial output and
+    rejects are removed before the error propagates."""
     start = time.perf_counter()
     summary = Summary()
     sinks = _Sinks(output)
+    chunks = _ReadAhead(source.chunks)
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="writer") as writer:
-            written: Future[None] | None = None
-            for chunk in _read_ahead(source.chunks):
-                scored, rejects = scorer(chunk)
-                if written is not None:
-                    written.result()  # one chunk written at a time, in order
-                written = writer.submit(sinks.write, scored, rejects)
-                summary.rows += len(chunk)
-                summary.refused += len(rejects)
-                summary.varieties.update(scored[LABEL].value_counts().to_dict())
-                progress.update(summary, source)
-            if written is not None:
-                written.result()
+        _score_chunks(chunks, load_scorer(), sinks, summary, lambda: progress.update(summary, source))
         sinks.close()
     except BaseException:
         sinks.discard()
         raise
     finally:
+        chunks.close()
         progress.close()
         source.close()
     summary.seconds = time.perf_counter() - start
     summary.rejects = sinks.rejects.path if sinks.rejects else None
     return summary
+
+
+def _score_chunks(chunks: Iterable[pd.DataFrame], scorer: Scorer, sinks: _Sinks, summary: Summary,
+                  chunk_done: Callable[[], None]) -> None:
+    """Score each chunk while the previous one is written, on a thread of its own, in order."""
+    with ThreadPoolExecutor(1, thread_name_prefix="writer") as writer:
+        written: Future[None] | None = None
+        for chunk in chunks:
+            scored, rejects = scorer(chunk)
+            if written is not None:
+                written.result()
+            written = writer.submit(sinks.write, scored, rejects)
+            summary.rows += len(chunk)
+            summary.refused += len(rejects)
+            summary.varieties.update(scored[LABEL].value_counts().to_dict())
+            chunk_done()
+        if written is not None:
+            written.result()
 
 
 class _Sinks:
@@ -112,37 +122,42 @@ class _Sinks:
                     sink.path.unlink(missing_ok=True)
 
 
-def _read_ahead(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """The chunks, parsed on a thread up to READ_AHEAD ahead; the reader's error is raised here, in order."""
-    ready: queue.Queue[pd.DataFrame | BaseException | None] = queue.Queue(READ_AHEAD)
-    stop = threading.Event()
+class _ReadAhead:
+    """The chunks, parsed on a thread from the start up to READ_AHEAD ahead; the reader's error is raised by the
+    iteration, in order. `close` stops the reader, whether or not the chunks were all taken."""
 
-    def offer(item: pd.DataFrame | BaseException | None) -> bool:
+    def __init__(self, chunks: Iterator[pd.DataFrame]) -> None:
+        self._chunks = chunks
+        self._ready: queue.Queue[pd.DataFrame | BaseException | None] = queue.Queue(READ_AHEAD)
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="reader", daemon=True)
+        self._reader.start()
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        while (item := self._ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join()
+
+    def _offer(self, item: pd.DataFrame | BaseException | None) -> bool:
         """Queue the item unless the consumer has gone; whether it was queued."""
-        while not stop.is_set():
+        while not self._stop.is_set():
             try:
-                ready.put(item, timeout=0.1)
+                self._ready.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def read() -> None:
+    def _read(self) -> None:
         try:
-            for chunk in chunks:
-                if not offer(chunk):
+            for chunk in self._chunks:
+                if not self._offer(chunk):
                     return
-            offer(None)
+            self._offer(None)
         except BaseException as exc:  # handed to the consumer, which raises it
-            offer(exc)
-
-    reader = threading.Thread(target=read, name="reader", daemon=True)
-    reader.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join()
+            self._offer(exc)

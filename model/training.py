@@ -23,6 +23,7 @@ from config import get_settings
 from data.acquire import load_dataset
 from data.readers import Dataset, DatasetError
 from data.schema import CLASSES, FEATURES
+from model import MODEL_NAME
 from model.calibration import TemperatureScaling
 from model.champion import compare, current_champion, describe
 from model.compiled_svc import exact_predictor
@@ -41,7 +42,6 @@ from monitoring.reference import Reference, build_reference
 from trust.conformal import ConformalSets
 from trust.ood import OutOfDistribution
 
-MODEL_NAME = "drybean_svc"
 # The tutorial's split, so that accuracies compare with its 0.923.
 TEST_SIZE = 0.3
 RANDOM_STATE = 17

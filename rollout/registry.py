@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 import errors
+from model import MODEL_NAME
 from recording import new_request_id
 from rollout.guard import ScoringStats
 from rollout.roles import Roles, in_bucket
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from model.classifier import Classifier
 
 logger = logging.getLogger("drybeans")
-MODEL_NAME = "drybean_svc"
 CLIENT_KEY_HEADER = "x-client-key"  # a stable key (a client, a lab, a session): its requests keep one model
 MAX_CLIENT_KEY = 256
 

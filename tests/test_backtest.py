@@ -27,7 +27,7 @@ from data.readers import read_dataset
 from db import migrate
 from db.feedback import FeedbackRecord, insert_feedback
 from db.store import PredictionRecord, insert_predictions
-from model import training
+from model import MODEL_NAME, training
 from rollout import backtest
 from rollout.compare import Comparison, compare, tally
 from tests.servers import ROOT, MySQLDatabase, free_port, mysql_database
@@ -53,7 +53,7 @@ class Beans:
 @pytest.fixture(scope="module")
 def models(trained_model_home: Path) -> tuple[str, object, bentoml.Model]:
     """The champion train.py saved: its tag, pipeline and store entry."""
-    champion = bentoml.models.get(f"{training.MODEL_NAME}:latest")
+    champion = bentoml.models.get(f"{MODEL_NAME}:latest")
     champion_pipeline = bentoml.sklearn.load_model(champion)
     return str(champion.tag), champion_pipeline, champion
 
@@ -71,7 +71,7 @@ def stored(models, shared_csv: Path, mysql_db: MySQLDatabase) -> Iterator[tuple[
         random_state=training.RANDOM_STATE)
     pipeline = clone(champion_pipeline).set_params(svc__C=0.02).fit(x_train, y_train)
     candidate = bentoml.sklearn.save_model(
-        training.MODEL_NAME, pipeline, signatures={"predict": {"batchable": False}},
+        MODEL_NAME, pipeline, signatures={"predict": {"batchable": False}},
         metadata={**champion.info.metadata, "params": {"kernel": "linear", "C": 0.02, "scaler": "StandardScaler"}})
     beans = Beans(x_test, champion_pipeline.predict(x_test), pipeline.predict(x_test),
                   [str(y) if i % 3 else None for i, y in enumerate(y_test)])
@@ -93,7 +93,7 @@ def stored(models, shared_csv: Path, mysql_db: MySQLDatabase) -> Iterator[tuple[
     engine.dispose()
     yield beans, champion_tag, str(candidate.tag)
     bentoml.models.delete(candidate.tag)
-    assert str(bentoml.models.get(f"{training.MODEL_NAME}:latest").tag) == champion_tag
+    assert str(bentoml.models.get(f"{MODEL_NAME}:latest").tag) == champion_tag
 
 
 def run(env: dict[str, str], *args: str, stderr: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
