@@ -58,9 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _score_locally(args, source)
 
 
-def _score_locally(args: argparse.Namespace, source: Source) -> int:
-    from rollout.backtest import BacktestError, load_candidate  # the model store's errors, worded for a user
+class _NoModel(Exception):
+    """The model is not in the store or cannot be loaded; the message is the model store's, worded for a user."""
 
+
+def _score_locally(args: argparse.Namespace, source: Source) -> int:
     threadpool_limits(1)  # one BLAS thread: reading and writing, on threads of their own, take the other core
     store = None
     if args.store:
@@ -70,7 +72,12 @@ def _score_locally(args: argparse.Namespace, source: Source) -> int:
         store = PredictionStore(get_settings())
 
     def load_scorer() -> Scorer:
-        classifier = load_candidate(args.model)
+        from rollout.backtest import BacktestError, load_candidate  # BentoML and scikit-learn, while reading
+
+        try:
+            classifier = load_candidate(args.model)
+        except BacktestError as exc:
+            raise _NoModel(str(exc)) from None
 
         def scorer(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             scored, rejects = score_frame(classifier, frame, coverage=args.coverage)
@@ -82,7 +89,7 @@ def _score_locally(args: argparse.Namespace, source: Source) -> int:
 
     try:
         summary = _run(source, args.output, load_scorer)
-    except BacktestError as exc:
+    except _NoModel as exc:
         return _fail(str(exc), EXIT_MODEL)
     except errors.StoreUnavailable as exc:
         return _fail(exc.message, EXIT_STORE)
