@@ -56,7 +56,11 @@ class Settings(BaseSettings):
 
     # Serving
     max_beans_per_request: int = Field(10_000, ge=1, description="Larger requests are refused with 413.")
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger bodies are refused with 413 (a "
+                                "photo's file too).")
+    max_photo_megapixels: float = Field(40.0, gt=0, description="Larger photos are refused with 422, from their "
+                                        "header, before any pixel is decoded.")
+    max_beans_per_photo: int = Field(500, ge=1, description="A photo with more beans is refused with 422.")
     spool_dir: Path = Field(Path("spool"), description="Where predictions wait, durably, while the database is down.")
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20, description="The spool takes no more than this; beyond it, "
                                  "while the database is down, stored predictions are refused with 503.")

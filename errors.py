@@ -188,6 +188,13 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class PhotoRefused(ApiError):
+    """A photo that cannot be measured: not an image, too large, empty, no bean, one region filling the frame."""
+
+    status = 422
+    code = "photo_refused"
+
+
 class StoreUnavailable(ApiError):
     """The database could not record predictions that the client asked to store."""
 

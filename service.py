@@ -28,6 +28,7 @@ from db.writer import GroupCommitWriter
 from errors import answers_errors, error_response, logger, quiet_client_errors
 from monitoring.metrics import exposition as monitoring_gauges
 from monitoring.routes import router as monitoring_router
+from photos.routes import router as photos_router
 from protocol.routes import router as v2_router
 from protocol.shortcut import InferShortcut
 from recording import PredictionRecorder, Recorded
@@ -73,6 +74,7 @@ web.include_router(console_router)  # the console at /, GET /v1/model, /docs and
 web.include_router(monitoring_router)  # POST /v1/feedback, GET /v1/quality, GET /v1/drift
 web.include_router(v2_router)  # the Open Inference Protocol (V2): /v2, /v2/health/*, /v2/models/drybean_svc/*
 web.include_router(models_router)  # the operator API: /v1/models, role changes, audit, compare
+web.include_router(photos_router)  # POST /v1/photos: the beans in a photo, measured and classified
 
 
 @web.exception_handler(errors.ApiError)

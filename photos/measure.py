@@ -58,8 +58,8 @@ def measure(region: Region) -> MeasuredBean:
     row, column = props.centroid_local  # from the moments, as are the axes
     return MeasuredBean(
         features=features,
-        centroid=(region.left + float(column), region.top + float(row)),
-        bbox=(region.left + left, region.top + top, region.left + right, region.top + bottom),
+        centroid=(float(region.left + column), float(region.top + row)),
+        bbox=(int(region.left + left), int(region.top + top), int(region.left + right), int(region.top + bottom)),
         contour=_outline(region),
     )
 
@@ -73,7 +73,8 @@ def _outline(region: Region) -> tuple[tuple[float, float], ...]:
     while len(polygon) > MAX_CONTOUR_POINTS:
         tolerance *= 2
         polygon = simplify(boundary, tolerance)
-    return tuple((round(region.left + column - 1, 1), round(region.top + row - 1, 1)) for row, column in polygon)
+    return tuple((round(region.left + column - 1, 1), round(region.top + row - 1, 1))
+                 for row, column in polygon.tolist())
 
 
 def simplify(points: NDArray[np.float64], tolerance: float) -> NDArray[np.float64]:

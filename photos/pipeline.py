@@ -16,6 +16,7 @@ from photos.scale import find_disc, rescale
 from photos.segment import BACKGROUNDS, MAX_BEANS, Background, segment
 
 MAX_BYTES = 32_000_000
+ASSUMED = "assumed the model's own pixels"  # neither scale known
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +38,21 @@ class Photo:
             raise PhotoError("the photo's scale is unknown: give its pixels per millimetre, or the diameter of a "
                              "calibration disc photographed with the beans")
         return rescale(rows, self.pixels_per_mm, pixels_per_mm)
+
+    def rows_for_model(self, model_pixels_per_mm: float | None) -> tuple[NDArray[np.float64], str]:
+        """The features in the model's pixels, converted when both scales are known, and how, in words: a scale
+        left unknown is said plainly, never assumed silently."""
+        photo = self.pixels_per_mm
+        if photo is not None and model_pixels_per_mm is not None:
+            return self.rows(model_pixels_per_mm), (f"converted from the photo's {photo:.4g} to the model's "
+                                                    f"{model_pixels_per_mm:.4g} pixels per mm")
+        if model_pixels_per_mm is not None:
+            return self.rows(), (f"assumed the model's own pixels: give pixels_per_mm or disc_mm to convert to the "
+                                 f"model's {model_pixels_per_mm:.4g} pixels per mm")
+        if photo is not None:
+            return self.rows(), (f"assumed the model's own pixels: its scale is unknown, so the photo's {photo:.4g} "
+                                 "pixels per mm cannot be converted")
+        return self.rows(), ASSUMED
 
 
 def read_photo(data: bytes, *, background: Background | None = None, pixels_per_mm: float | None = None,

@@ -23,6 +23,7 @@ from trust.consistency import consistent, inconsistencies
 
 if TYPE_CHECKING:
     from model.classifier import Classifier
+    from photos.pipeline import Photo
     from recording import Recorded
     from rollout.registry import Scored
     from trust.assessment import Assessment
@@ -56,6 +57,23 @@ def classify_answer(answered: Answered, *, explain: bool) -> bytes:
         "predictions": _bean_predictions(scored.classifier, assessment, scored.labels, scored.scores, recorded.ids,
                                          explain=explain),
     })
+
+
+def photo_answer(answered: Answered, photo: Photo, *, scale: str, model_pixels_per_mm: float | None) -> bytes:
+    """The JSON of a `PhotoResponse`: each bean's place in the photo and its measured features beside what
+    `/v1/classify` answers for it."""
+    scored, recorded, assessment = answered.scored, answered.recorded, answered.assessment
+    if assessment is None:
+        raise ValueError("a /v1/photos answer needs the doubts: score_and_record with a coverage")
+    predictions = _bean_predictions(scored.classifier, assessment, scored.labels, scored.scores, recorded.ids,
+                                    explain=False)
+    beans = [{"centroid": list(bean.centroid), "bbox": list(bean.bbox), "contour": bean.contour,
+              "features": dict(zip(FEATURES, row, strict=True)), **prediction}
+             for bean, row, prediction in zip(photo.beans, assessment.rows.tolist(), predictions, strict=True)]
+    return orjson.dumps({"photo_id": recorded.request_id, "model": scored.classifier.tag, "stored": recorded.status,
+                         "width": photo.width, "height": photo.height, "scale": scale,
+                         "pixels_per_mm": photo.pixels_per_mm, "model_pixels_per_mm": model_pixels_per_mm,
+                         "beans": beans})
 
 
 def count_doubts(assessment: Assessment) -> None:

@@ -46,7 +46,8 @@ WITH_INPUT = ["POST /predict", "POST /v1/classify", "GET /v1/predictions", "POST
               "GET /v1/drift", "POST /v2/models/{model_name}/infer",
               "POST /v2/models/{model_name}/versions/{model_version}/infer", "GET /v1/models/audit",
               "GET /v1/models/compare", "POST /v1/models/rollback", "POST /v1/models/{version}/shadow",
-              "POST /v1/models/{version}/canary", "POST /v1/models/{version}/promote", "POST /v1/models/{version}/idle"]
+              "POST /v1/models/{version}/canary", "POST /v1/models/{version}/promote", "POST /v1/models/{version}/idle",
+              "POST /v1/photos"]
 OPERATIONS = [*WITH_INPUT, "GET /v1/predictions/counts", "GET /v1/model", "GET /v1/models", "GET /livez",
               "GET /readyz", "GET /healthz",
               "GET /metrics", "GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{model_name}",
