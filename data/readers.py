@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import pandas as pd
 from scipy.io import arff
 
 from data.schema import CLASSES, FEATURES, LABEL
+
+PHOTO_COLUMNS = ("photo", "pixels_per_mm")  # optional, after the label: where a lab's beans came from
 
 
 class DatasetError(ValueError):
@@ -32,6 +35,7 @@ class Dataset:
     labels: pd.Series
     source: Path
     sha256: str
+    pixels_per_mm: float | None = None  # the features' scale, known for photos a lab measured (python -m photos)
 
     @property
     def rows(self) -> int:
@@ -57,7 +61,7 @@ def read_dataset(path: Path) -> Dataset:
     else:
         raise DatasetError(path, f"unsupported format {suffix or '(no extension)'}; use .csv, .arff or .zip")
     features, labels = validate(path, frame)
-    return Dataset(features, labels, path, hashlib.sha256(raw).hexdigest())
+    return Dataset(features, labels, path, hashlib.sha256(raw).hexdigest(), _scale(path, frame))
 
 
 def arff_bytes_from_zip(path: Path, raw: bytes) -> bytes:
@@ -98,8 +102,9 @@ def validate(path: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     missing = [c for c in expected if c not in columns]
     if missing:
         raise DatasetError(path, f"missing column(s) {', '.join(missing)}; expected {', '.join(expected)}")
-    if columns != expected:
-        raise DatasetError(path, f"columns must be exactly {', '.join(expected)} in that order, "
+    if columns[:len(expected)] != expected or not set(columns[len(expected):]) <= set(PHOTO_COLUMNS):
+        raise DatasetError(path, f"columns must be exactly {', '.join(expected)} in that order (then, from "
+                                 f"python -m photos extract, {' and '.join(PHOTO_COLUMNS)}), "
                                  f"found {', '.join(columns)}")
     frame = frame.set_axis(columns, axis=1)
     if frame.empty:
@@ -117,6 +122,25 @@ def validate(path: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         raise DatasetError(path, f"unknown class(es) {', '.join(map(repr, unknown[:5]))}; "
                                  f"known: {', '.join(CLASSES)}")
     return features, labels.rename(LABEL)
+
+
+def _scale(path: Path, frame: pd.DataFrame) -> float | None:
+    """The features' pixels per millimetre, from the column `python -m photos extract` writes: one value for every
+    row, or none."""
+    if "pixels_per_mm" not in frame:
+        return None
+    values = set(frame["pixels_per_mm"].astype(str).str.strip())
+    if values == {""}:
+        return None
+    try:
+        scales = {float(value) for value in values}
+    except ValueError:
+        scales = set()
+    if len(scales) != 1 or not all(math.isfinite(scale) and scale > 0 for scale in scales):
+        raise DatasetError(path, f"column pixels_per_mm must hold one positive scale for every row, found "
+                                 f"{', '.join(sorted(values)[:5])}: extract the photos again (python -m photos "
+                                 "extract converts them all to one scale)")
+    return scales.pop()
 
 
 def _first_true(mask: pd.DataFrame) -> tuple[int, str]:

@@ -91,6 +91,8 @@ def save_model(pipeline: Pipeline, dataset: Dataset, metrics: Metrics, reference
             "split": {"test_size": TEST_SIZE, "random_state": RANDOM_STATE},
             "params": params,
             "sklearn_version": sklearn.__version__,
+            # The features' scale, for photos (POST /v1/photos converts to it); unknown for the UCI dataset's.
+            **({"pixels_per_mm": dataset.pixels_per_mm} if dataset.pixels_per_mm is not None else {}),
         },
     )
 

@@ -51,6 +51,7 @@ def extract(photos_dir: Path, output: Path, *, pixels_per_mm: float | None = Non
     why, on stderr and in the result."""
     extraction = Extraction()
     photos = photos_by_variety(photos_dir)
+    common: float | None = None
     with output.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(COLUMNS)
@@ -65,6 +66,10 @@ def extract(photos_dir: Path, output: Path, *, pixels_per_mm: float | None = Non
                 continue
             extraction.photos += 1
             extraction.beans[variety] += len(photo.beans)
-            scale = "" if photo.pixels_per_mm is None else repr(photo.pixels_per_mm)
-            writer.writerows([*(repr(float(value)) for value in row), variety, name, scale] for row in photo.rows())
+            # One scale for the whole file (train.py records it in the model): the first photo's, every other
+            # photo's beans converted to it (photos with a calibration disc each find their own).
+            common = photo.pixels_per_mm if common is None else common
+            scale = "" if common is None else repr(common)
+            rows = photo.rows(common) if common is not None else photo.rows()
+            writer.writerows([*(repr(float(value)) for value in row), variety, name, scale] for row in rows)
     return extraction

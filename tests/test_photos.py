@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from data.readers import validate
+from data.readers import read_dataset, validate
 from data.schema import FEATURES, LABEL
 from photos.__main__ import main
 from photos.errors import PhotoError
@@ -286,6 +286,15 @@ def test_a_scale_change_converts_features_as_a_larger_photo_measures_them(rows: 
     assert consistent(converted).all()
     # There and back again.
     np.testing.assert_allclose(rescale(converted, 15.0, 10.0), at_10.rows(), rtol=1e-12)
+    # What POST /v1/photos sends the model, and says of it: converted only when both scales are known.
+    for model_scale, photo, expected, says in [
+            (15.0, at_10, converted, "converted from the photo's 10 to the model's 15 pixels per mm"),
+            (None, at_10, at_10.rows(), "assumed the model's own pixels: its scale is unknown, so the photo's 10"),
+            (15.0, read_photo(render(small, 1800, 900).encode()), None, "give pixels_per_mm or disc_mm to convert")]:
+        sent, scale = photo.rows_for_model(model_scale)
+        assert says in scale
+        if expected is not None:
+            np.testing.assert_allclose(sent, expected)
 
 
 def test_a_calibration_disc_gives_the_scale_and_is_not_a_bean(rows: np.ndarray) -> None:
@@ -345,6 +354,7 @@ def test_extract_with_a_known_scale_succeeds(scenes: list[Scene], tmp_path: Path
     result = run_extract(str(photos), "--output", str(output), "--pixels-per-mm", "12.5")
     assert result.returncode == 0, result.stderr
     assert (pd.read_csv(output)["pixels_per_mm"] == 12.5).all()
+    assert read_dataset(output).pixels_per_mm == 12.5  # what train.py records in the model
 
 
 def test_extract_refuses_a_folder_without_photos_and_bad_options(tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
+import pandas as pd
 import pytest
 
 import train
+from data.readers import DatasetError, read_dataset
 from data.schema import CLASSES, FEATURES
 from model import training
 from model.figures import FiguresFailed, drawing_figures
@@ -101,3 +104,27 @@ def test_a_failed_drawing_fails_training(tmp_path: Path) -> None:
     with pytest.raises(FiguresFailed, match="exit code 1"), drawing_figures(tmp_path / "missing") as figures:
         figures.draw(confusion_matrix=[[3, 1], [0, 4]], classes=classes, accuracy=0.875, macro_f1=0.87,
                      probabilities=np.array([[0.9, 0.1], [0.2, 0.8]]), y_true=np.array(classes))
+
+
+def test_a_labs_features_at_a_known_scale_train_a_model_that_records_it(shared_csv: Path, tmp_path: Path) -> None:
+    """`python -m photos extract` writes each bean's photo and the scale beside the dataset's columns: train.py takes
+    the file and saves the scale in the model's metadata, where POST /v1/photos reads it."""
+    lab = pd.read_csv(shared_csv, dtype=str).assign(photo="tray.png", pixels_per_mm="10.5")
+    lab.to_csv(tmp_path / "lab.csv", index=False)
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home")}  # not the session's store
+    trained = subprocess.run([sys.executable, "train.py", "--data", str(tmp_path / "lab.csv"), "--output",
+                              str(tmp_path / "out")], cwd=Path(train.__file__).parent, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    shown = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "models", "get", "drybean_svc:latest",
+                            "-o", "json"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(shown.stdout)["metadata"]["pixels_per_mm"] == 10.5
+
+
+def test_rows_at_two_scales_are_refused_with_what_to_do(shared_csv: Path, tmp_path: Path) -> None:
+    lab = pd.read_csv(shared_csv, dtype=str).head(50).assign(photo="tray.png", pixels_per_mm="10.5")
+    lab.loc[10, "pixels_per_mm"] = "12"
+    lab.to_csv(tmp_path / "lab.csv", index=False)
+    refused = re.escape("one positive scale for every row, found 10.5, 12: extract the photos")
+    with pytest.raises(DatasetError, match=refused):
+        read_dataset(tmp_path / "lab.csv")
