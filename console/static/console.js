@@ -11,12 +11,13 @@ const state = { offset: 0, variety: "", card: null, counts: null, modelsKey: nul
 
 // --- HTTP -------------------------------------------------------------------------------------------------------
 
-async function api(path, { body, auth = false } = {}) {
+// A GET, or a POST of `body` as JSON or of `form` (FormData) as multipart/form-data.
+async function api(path, { body, form, auth = false } = {}) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (auth && token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(path, { method: body === undefined ? "GET" : "POST", headers,
-                                       body: body === undefined ? undefined : JSON.stringify(body) });
+  const sent = form ?? (body === undefined ? undefined : JSON.stringify(body));
+  const response = await fetch(path, { method: sent === undefined ? "GET" : "POST", headers, body: sent });
   let payload = null;
   try { payload = await response.json(); } catch { /* not JSON: payload stays null */ }
   return { status: response.status, ok: response.ok, body: payload };
@@ -324,6 +325,134 @@ function showFileDoubts(predictions, coverage) {
   $("#file-doubts").hidden = false;
 }
 
+// --- Classify a photo --------------------------------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+const PHOTO_MAX_SIDE = 2048;  // canvas pixels on the photo's longer side: plenty for the page, not 40 megapixels
+const LABEL_PX = 13;  // the labels' size on screen, whatever the photo's size and the page's width
+const PHOTO_FEATURES = { Area: 0, MajorAxisLength: 1, MinorAxisLength: 1 };  // the table's, with their decimals
+
+function svgElement(tag, attributes = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  return node;
+}
+
+async function classifyPhoto(event) {
+  event.preventDefault();
+  const [file] = $("#photo-file").files;
+  const error = $("#photo-error");
+  error.textContent = "";
+  if (!file) { error.textContent = "Choose a PNG or JPEG photo first."; return; }
+  const form = new FormData();
+  form.append("image", file);
+  if ($("#photo-background").value) form.append("background", $("#photo-background").value);
+  const pixelsPerMm = $("#photo-ppm").value.trim();
+  if (pixelsPerMm) form.append("pixels_per_mm", pixelsPerMm);  // as typed: the API names what is wrong with it
+  form.append("store", String($("#photo-store").checked));
+  const button = $("#photo-form button[type=submit]");
+  button.disabled = true;
+  $("#photo-status").textContent = `Measuring ${file.name}…`;
+  try {
+    const answer = await api("v1/photos", { form });
+    if (!answer.ok) { error.textContent = errorText(answer); $("#photo-result").hidden = true; return; }
+    await showPhoto(answer.body, file);
+    if (answer.body.stored !== "skipped") refresh();
+  } catch (failure) {
+    error.textContent = `The photo could not be classified: ${failure.message}`;
+  } finally {
+    button.disabled = false;
+    $("#photo-status").textContent = "";
+  }
+}
+
+async function showPhoto(answer, file) {
+  const count = answer.beans.length;
+  const review = answer.beans.filter((bean) => bean.needs_review).length;
+  $("#photo-scale").textContent = `Scale: ${answer.scale}`;
+  $("#photo-stored").textContent = answer.stored === "committed"
+    ? `Recorded in the database: ${count} records under request ${answer.photo_id}.` : storedText(answer.stored);
+  $("#photo-caption").textContent = `${count} bean${count === 1 ? "" : "s"} found in ${file.name} `
+                                    + `(${answer.width} × ${answer.height} pixels)${review ? `, ${review} to review` : ""}.`;
+  $("#photo-beans tbody").replaceChildren(...answer.beans.map(photoRow));
+  $("#photo-result").hidden = false;  // shown and sized before the outlines: their labels fit the drawn width
+  sizeCanvas(answer.width, answer.height);
+  drawOutlines(answer);
+  try {
+    await drawPhoto(file);
+  } catch (failure) {
+    $("#photo-error").textContent = `The browser could not draw the photo (${failure.message}); its beans are `
+                                    + "outlined without it.";
+  }
+}
+
+// The canvas at the photo's proportions (which clears it), at most 70% of the window's height.
+function sizeCanvas(width, height) {
+  const canvas = $("#photo-canvas");
+  const shrink = Math.min(1, PHOTO_MAX_SIDE / Math.max(width, height));
+  canvas.width = Math.round(width * shrink);
+  canvas.height = Math.round(height * shrink);
+  $("#photo-stage").style.maxWidth = `min(100%, ${(70 * width / height).toFixed(2)}vh)`;
+}
+
+// The chosen file drawn on the canvas from its own bytes: an <img> of an object URL would load a blob: address,
+// which the page's Content-Security-Policy (img-src 'self' data:) refuses. Upright by its EXIF orientation, as the
+// service measured it.
+async function drawPhoto(file) {
+  const canvas = $("#photo-canvas");
+  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+}
+
+// Each bean's outline in the photo's pixels, labelled with its number and variety; one to review dashed and marked.
+function drawOutlines(answer) {
+  const overlay = $("#photo-overlay");
+  overlay.setAttribute("viewBox", `0 0 ${answer.width} ${answer.height}`);
+  overlay.replaceChildren(...answer.beans.map((bean, i) => {
+    const group = svgElement("g", { class: bean.needs_review ? "bean review" : "bean", "data-bean": i + 1 });
+    const title = svgElement("title");
+    title.textContent = `bean ${i + 1}: ${bean.label}${bean.needs_review ? ", needs review" : ""}`;
+    const points = bean.contour.map(([x, y]) => `${x},${y}`).join(" ");
+    const [x, y] = bean.centroid;
+    const label = svgElement("text", { class: "label", x, y });
+    label.textContent = `${i + 1} ${bean.label}`;
+    if (bean.needs_review) {
+      const marker = svgElement("tspan", { class: "marker", x, dy: "1.2em" });
+      marker.textContent = "⚑ review";
+      label.append(marker);
+    }
+    group.append(title, svgElement("polygon", { class: "outline", points }), label);
+    return group;
+  }));
+  sizeLabels();
+}
+
+function sizeLabels() {
+  const overlay = $("#photo-overlay");
+  const shown = overlay.getBoundingClientRect().width;
+  const box = overlay.viewBox.baseVal;
+  if (shown && box) overlay.setAttribute("font-size", (LABEL_PX * box.width / shown).toFixed(2));
+}
+
+function photoRow(bean, i) {
+  const flags = [];
+  if (bean.needs_review) flags.push("needs review");
+  if (!bean.consistent) flags.push("inconsistent");
+  if (bean.in_distribution === false) flags.push("out of distribution");
+  const [top, probability] = Object.entries(bean.probabilities).reduce((a, b) => (b[1] > a[1] ? b : a));
+  const set = bean.prediction_set;
+  const tr = element("tr", undefined, flags.length ? "flagged" : "");
+  tr.dataset.bean = i + 1;
+  tr.append(element("td", String(i + 1), "num"), element("td", bean.label),
+            element("td", fixed(probability, 3) + (top === bean.label ? "" : ` (${top})`), "num"),
+            element("td", set === null ? "n/a" : set.length ? set.join(", ") : "none likely enough"),
+            element("td", flags.join(", ") || "none", flags.length ? "review" : ""),
+            ...Object.entries(PHOTO_FEATURES).map(([name, digits]) => element("td", fixed(bean.features[name], digits),
+                                                                               "num")));
+  return tr;
+}
+
 // --- Records, class mix, model, monitoring, health ---------------------------------------------------------------
 
 async function loadRecords() {
@@ -618,6 +747,8 @@ function start() {
     if (file) await classifyCsv(await file.text());
   });
   $("#csv-go").addEventListener("click", () => classifyCsv($("#csv-text").value));
+  $("#photo-form").addEventListener("submit", classifyPhoto);
+  new ResizeObserver(sizeLabels).observe($("#photo-overlay"));
   $("#variety-filter").addEventListener("change", (event) => {
     state.variety = event.target.value;
     state.offset = 0;
