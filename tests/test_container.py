@@ -142,16 +142,17 @@ def test_container_predicts_and_records_the_prediction(container: tuple[str, int
 
 
 def test_container_measures_the_beans_in_a_photo(container: tuple[str, int, int]) -> None:
-    """POST /v1/photos in the image as it ships (scikit-image without what photos/ never imports): every bean of a
-    synthetic photo found and classified."""
+    """POST /v1/photos in the image as it ships (scikit-image and Pillow without what photos/ never imports): every
+    bean of a synthetic photo found and classified, as PNG and as JPEG."""
     container_id, port, _ = container
     harness.wait_until(lambda: is_ready(port), READY_TIMEOUT_SECONDS, f"/readyz of container {container_id[:12]}")
-    rows = held_out_rows(5)[list(FEATURES)].to_numpy()
-    photo = render(scatter(rows, 1000, 800, pairs=1), 1000, 800, blur=1.0, noise=4).encode()
-    response = httpx.post(f"http://127.0.0.1:{port}/v1/photos", files={"image": ("beans.png", photo, "image/png")},
-                          data={"store": "false"}, timeout=60)
-    assert response.status_code == 200, response.text
-    assert len(response.json()["beans"]) == len(rows)
+    rows = held_out_rows(8, seed=3)[list(FEATURES)].to_numpy()
+    drawn = render(scatter(rows, 1400, 1000, pairs=1), 1400, 1000, blur=1.0, noise=4)
+    for name, kind in (("beans.png", "PNG"), ("beans.jpg", "JPEG")):
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/photos", files={"image": (name, drawn.encode(kind))},
+                              data={"store": "false"}, timeout=60)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["beans"]) == len(rows), name
 
 
 def test_container_stops_on_sigterm(container: tuple[str, int, int], docker_env: dict[str, str]) -> None:
