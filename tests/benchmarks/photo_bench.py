@@ -1,6 +1,7 @@
-"""read_photo on a 12-megapixel photo of 50 beans, on one thread (issue #24's target: under 1 s).
+"""read_photo on a 12-megapixel photo of 50 beans, on one thread (issue #24's target: under 1 s), and with --url the
+whole answer of a running service's POST /v1/photos (upload, measuring, classifying; store false).
 
-    python tests/benchmarks/photo_bench.py [--beans 50] [--pairs 5] [--runs 5]
+    python tests/benchmarks/photo_bench.py [--beans 50] [--pairs 5] [--runs 5] [--url http://localhost:3000]
 
 The photo (4000 x 3000, light background, blur 1.5, noise 8) is drawn by tests/synthetic_photos.py from held-out
 rows at the dataset's own pixel scale (areas 20k-250k pixels), `--pairs` of them as pairs of touching beans, and
@@ -25,6 +26,7 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import httpx  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from data.schema import FEATURES  # noqa: E402
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--beans", type=int, default=50)
     parser.add_argument("--pairs", type=int, default=5, help="how many pairs of the beans touch")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--url", help="also time POST /v1/photos on the service at this URL (one worker: one core)")
     args = parser.parse_args()
     rows = held_out_rows(args.beans, seed=2024)[list(FEATURES)].to_numpy()
     drawn = render(scatter(rows, WIDTH, HEIGHT, pairs=args.pairs, seed=1), WIDTH, HEIGHT, blur=1.5, noise=8.0)
@@ -73,6 +76,18 @@ def main() -> None:
             _, measuring, _ = timed(partial(measure_all, regions), args.runs)
             print(f"| {image_format}, {len(data) / 1e6:.1f} MB | {wall:.3f} | {cpu:.3f} | {decoding:.3f} | "
                   f"{segmenting:.3f} | {measuring:.3f} | {len(photo.beans)} |")
+    if args.url:
+        print(f"\n| photo | POST {args.url}/v1/photos, whole answer (s) | beans answered |\n|---|---|---|")
+        for image_format in ("PNG", "JPEG"):
+            wall, _, beans = timed(partial(answered_beans, args.url, drawn.encode(image_format)), args.runs)
+            print(f"| {image_format} | {wall:.3f} | {beans} |")
+
+
+def answered_beans(url: str, data: bytes) -> int:
+    """POST the photo (store false); the number of beans answered."""
+    answer = httpx.post(f"{url}/v1/photos", files={"image": ("beans", data)}, data={"store": "false"}, timeout=60)
+    answer.raise_for_status()
+    return len(answer.json()["beans"])
 
 
 if __name__ == "__main__":
