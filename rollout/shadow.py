@@ -1,7 +1,8 @@
 """Second opinions off the request's critical path: a shadow's label (or the champion's, for a canary's beans) for
 beans another model answered, recorded in `shadow_predictions` in batches.
 
-The request hands its job over with one non-blocking put and answers; a thread of the worker takes every queued job
+The request hands its job over with one append to a deque (atomic, no lock to take) and answers; a thread of the
+worker takes every queued job
 each 50 ms, scores each model's jobs in one call (timing the first alone: a latency sample of that model, measured
 as the answer's was), and inserts the rows every half second. A full queue drops the job, a model that raises or a
 database that is down loses that batch of second opinions: each bean is counted (drybeans_shadow_beans_total), none
@@ -12,12 +13,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import bentoml
 import numpy as np
@@ -43,9 +43,8 @@ COLUMNS = ("request_id", "bean_index", "model_tag", "name", "seconds", "answered
            "answered_seconds")
 
 
-@dataclass(frozen=True)
-class ShadowJob:
-    """One answered request, and the model to score it again."""
+class ShadowJob(NamedTuple):
+    """One answered request, and the model to score it again (a tuple: made on every request's path)."""
 
     request_id: str
     rows: npt.NDArray[np.float64]
@@ -60,32 +59,31 @@ class ShadowScorer:
 
     def __init__(self, engine: Engine, capacity: int, count: Callable[[str, int], None] | None = None) -> None:
         self._engine = engine
-        self._jobs: queue.Queue[ShadowJob | None] = queue.Queue(capacity)
+        self._capacity = capacity
+        self._jobs: deque[ShadowJob] = deque()
+        self._closing = threading.Event()
         self._count = count or count_beans  # (result, beans)
         self._thread = threading.Thread(target=self._run, name="drybeans-shadow", daemon=True)
         self._thread.start()
 
     def submit(self, job: ShadowJob) -> None:
         """Queue a job without waiting; a full queue drops it."""
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
+        if len(self._jobs) >= self._capacity:
             self._count("dropped", len(job.rows))
+        else:
+            self._jobs.append(job)
 
     def close(self, timeout: float) -> None:
         """Score and record what is queued, for at most `timeout` seconds."""
-        try:
-            self._jobs.put(None, timeout=timeout)
-        except queue.Full:
-            return
+        self._closing.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         pending: list[dict[str, object]] = []
         deadline = time.monotonic() + FLUSH_SECONDS
         while True:
-            time.sleep(DRAIN_SECONDS)  # woken by a clock, not by each job: no thread switch per request
-            jobs, closing = self._drain()
+            closing = self._closing.wait(DRAIN_SECONDS)  # woken by a clock, not by each job: no switch per request
+            jobs = self._drain()
             for same_model in _by_model(jobs):
                 pending.extend(self._score(same_model))
             if closing or len(pending) >= FLUSH_ROWS or time.monotonic() >= deadline:
@@ -95,17 +93,12 @@ class ShadowScorer:
             if closing:
                 return
 
-    def _drain(self) -> tuple[list[ShadowJob], bool]:
-        """Every queued job, and whether close() asked to stop after them."""
-        jobs: list[ShadowJob] = []
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return jobs, False
-            if job is None:
-                return jobs, True
-            jobs.append(job)
+    def _drain(self) -> list[ShadowJob]:
+        """Every queued job, oldest first."""
+        jobs = []
+        while self._jobs:
+            jobs.append(self._jobs.popleft())
+        return jobs
 
     def _score(self, jobs: list[ShadowJob]) -> list[dict[str, object]]:
         """Score one model's jobs: the first alone, timed as a request is (its latency sample), the rest in one
