@@ -40,7 +40,7 @@ lint: $(VENV)/.installed
 audit: $(VENV)/.installed
 	VENV=$(VENV) bash tests/audit.sh
 
-## bench: the benchmark harness (needs wrk and MariaDB; see README), results in tests/benchmarks/results/;
+## bench: the benchmark harness (needs wrk and MariaDB; see docs/development.md), results in tests/benchmarks/results/;
 ##        options in BENCH_ARGS, e.g. make bench BENCH_ARGS="--runs 1 --duration 5"
 bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev,bench]"

@@ -78,7 +78,7 @@ BACKTEST_DATABASE_UNAVAILABLE = ("cannot read the stored predictions from {url}:
 NO_STORED_PREDICTIONS = ("no stored predictions with features{filters} in {url}: record some first, or widen "
                          "--champion and --since")
 INCONSISTENT_BEANS = ("features that contradict each other (DRYBEANS_REJECT_INCONSISTENT is on): {beans}; check "
-                      "the measurements (README: Which answers to doubt); nothing was recorded")
+                      "the measurements (docs/api.md: Which answers to doubt); nothing was recorded")
 # Models and their roles (rollout/)
 UNKNOWN_MODEL = "no model {version} is loaded; loaded: {loaded}"
 SHARE_REQUIRED = 'a canary needs its share of the requests: send {"share": 0.1}, at most 0.5'

@@ -96,7 +96,7 @@ async def database_unavailable(_request: Request, error: SQLAlchemyError) -> JSO
 @bentoml.asgi_app(web, path="/")
 @bentoml.service(
     name="drybeans", workers=2, traffic={"timeout": 60},
-    # BentoML's defaults, slimmed where a prediction paid for what nobody gets (issue #11, measured in the README):
+    # BentoML's defaults, slimmed where a prediction paid for what nobody gets (issue #11, docs/performance.md):
     # tracing samples nothing unless configured, yet its middleware built spans for every prediction; the
     # access log's content types and lengths are in the metrics already. Both can be set back in BentoML's
     # configuration (`services.drybeans.tracing.excluded_urls`, `services.drybeans.logging.access`).

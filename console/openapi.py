@@ -1,8 +1,8 @@
 """The OpenAPI document behind `/docs`, with this service's own title, description and version.
 
-BentoML 1.4 fills `info` from the Bento: its README (bentofile.yaml's `description`) and its version. A service
-run from source (`bentoml serve` in a checkout) has no Bento, and BentoML writes its generic text and version
-"None" there; the service's docstring stands in for the description, the project's version for the version.
+BentoML 1.4 fills `info` from the Bento: its description (bentofile.yaml's `description`, docs/bento.md) and its
+version. A service run from source (`bentoml serve` in a checkout) has no Bento, and BentoML writes its generic text
+and version "None" there; the service's docstring stands in for the description, the project's version for the version.
 """
 
 from __future__ import annotations

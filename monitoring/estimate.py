@@ -6,8 +6,8 @@ leads the runner-up's, the share of out-of-fold beans that were right. The tempe
 are nearly flat (90% of beans' top probability in 0.907-0.925), so their mean hardly moves with the window; their
 lead over the runner-up still ranks beans by how often they are right. For a model saved without a table, the
 chance is the top probability. The expectation holds while the table does: under a shift of the class mix within
-the training's range of beans closely, under a covariate shift the model never saw not at all (README, "Accuracy
-without labels").
+the training's range of beans closely, under a covariate shift the model never saw not at all
+(docs/monitoring.md, "Accuracy without labels").
 """
 
 from __future__ import annotations

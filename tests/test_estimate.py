@@ -143,13 +143,13 @@ def test_on_unshifted_holdout_windows_within_two_points_and_with_a_variety_tripl
           f"{np.mean([g for label, g in gaps.items() if label.startswith('unshifted')]):+.4f}")
     assert {label: gap for label, gap in gaps.items() if label.startswith("unshifted") and abs(gap) > TOLERANCE} == {}
     # Issue #22 asks for 2 points on the shifted windows too; 3 of 21 miss it (DERMASON x3 by up to 4.1 points: the
-    # holdout is easier than the training part's folds, README "Accuracy without labels"). What holds is asserted.
+    # holdout is easier than the training part's folds: docs/monitoring.md). What holds is asserted.
     assert {label: gap for label, gap in gaps.items() if abs(gap) > SHIFTED_TOLERANCE} == {}
 
 
 def test_a_camera_at_another_distance_is_what_the_estimate_cannot_see_and_drift_can(
         classifier: Classifier, labelled_holdout: tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]) -> None:
-    """Covariate shift: measured for the README; the drift report is what flags it."""
+    """Covariate shift: measured for docs/monitoring.md; the drift report is what flags it."""
     rows, truth = labelled_holdout
     reference = Reference.model_validate(classifier.metadata["reference"])
     flagged = {}

@@ -740,7 +740,7 @@ def test_the_ingress_serves_https_only_to_the_api_port(rendered: dict[Any, list[
     assert "rules" not in ingress["spec"]
     public = find(manifests, "Service", "drybeans")
     assert public["metadata"]["annotations"]["cloud.google.com/neg"] == '{"ingress": true}'
-    # gRPC is on the Service, for the cluster, but not behind the Ingress (see the README: GKE's load balancer
+    # gRPC is on the Service, for the cluster, but not behind the Ingress (see docs/deployment.md: GKE's load balancer
     # reaches a pod over HTTP/2 only with TLS): no backend for it, no HTTP/2 backend protocol.
     assert [p["name"] for p in public["spec"]["ports"]] == ["http", "grpc"]
     assert "cloud.google.com/app-protocols" not in public["metadata"]["annotations"]

@@ -370,7 +370,7 @@ apply_secrets() {
     [[ $DATABASE == mysql ]] && db_keys=(mysql-root-password=DRYBEANS_MYSQL_ROOT_PASSWORD "${db_keys[@]}")
     apply_secret "$DB_SECRET" "${db_keys[@]}"
     apply_secret "$API_SECRET" token=DRYBEANS_API_TOKEN
-    # The named tokens' file (hashes only), which the pods mount: empty at first, then the operators' (README:
+    # The named tokens' file (hashes only), which the pods mount: empty at first, then the operators' (docs/api.md:
     # "Tokens and scopes"), so an existing one is never replaced.
     describe_or_create kubectl get secret "$TOKENS_SECRET" --namespace="$NAMESPACE" -- \
         kubectl create secret generic "$TOKENS_SECRET" --namespace="$NAMESPACE" --from-literal=tokens=

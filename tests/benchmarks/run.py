@@ -231,7 +231,7 @@ def bench_ours(bench: Bench) -> None:
 
 
 def migrate_schema(database: MySQLDatabase) -> None:
-    """Create the schema beforehand, as production does (a Job; the README's Deploy): a cold start is a new
+    """Create the schema beforehand, as production does (a Job; docs/deployment.md): a cold start is a new
     server process, not the database's first use."""
     subprocess.run([sys.executable, "-m", "db.migrate"], cwd=ROOT, env={**os.environ, **database.env},
                    capture_output=True, text=True, timeout=READY_TIMEOUT_SECONDS, check=True)

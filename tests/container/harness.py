@@ -80,7 +80,7 @@ def ensure_scaffold_image(script: str, host: str) -> None:
 def drybeans_image(bentoml_home: Path, host: str) -> str:
     """`bentoml build` the repository's Bento into bentoml_home and `bentoml containerize` it as drybeans:latest.
 
-    As the README builds it: containerize runs in the temporary directory, where BentoML puts the build context,
+    As docs/deployment.md builds it: containerize runs in the temporary directory, where BentoML puts the build context,
     since BentoML 1.4.36-1.4.39 refuse a dockerfile_template outside the working directory (bentoml/BentoML#5566).
     """
     env = {**build_env(host), "BENTOML_HOME": str(bentoml_home)}
