@@ -136,6 +136,26 @@ def test_bad_rows_go_to_the_rejects_file_with_the_services_reasons(shared_csv: P
     assert list(rejects.columns) == [*header.split(","), "reason"]
 
 
+def test_text_far_into_a_csv_is_refused_by_row_as_near_its_start(shared_csv: Path, trained_model_home: Path,
+                                                                  tmp_path: Path) -> None:
+    """Arrow reads a clean CSV; from the block holding a value that is not a number, pandas reads the rest (the
+    dataset's 13,611 rows are three of Arrow's blocks): every row still scored or refused once, in order."""
+    lines = shared_csv.read_text().splitlines()
+    bad_row = 12_000  # in the last block
+    fields = lines[bad_row].split(",")
+    lines[bad_row] = ",".join([fields[0], "n/a?", *fields[2:]])
+    source, output, clean = tmp_path / "beans.csv", tmp_path / "scored.parquet", tmp_path / "clean.parquet"
+    source.write_text("\n".join(lines) + "\n")
+    result = run_score(source, "--output", output, "--chunk", "2000")
+    assert result.returncode == 1, result.stderr
+    rejects = read_table(rejects_path(output))
+    assert rejects["reason"].tolist() == [errors.NOT_A_NUMBER.format(row=bad_row, feature="Perimeter",
+                                                                     value='"n/a?"')]
+    assert run_score(shared_csv, "--output", clean).returncode == 0
+    expected = read_table(clean).drop(index=bad_row - 1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(read_table(output).reset_index(drop=True), expected, check_dtype=False)
+
+
 def test_a_wrong_header_stops_at_once_with_the_services_message(shared_csv: Path, tmp_path: Path) -> None:
     source = tmp_path / "beans.csv"
     source.write_text(shared_csv.read_text().replace("ShapeFactor4", "ShapeFactor_4", 1))

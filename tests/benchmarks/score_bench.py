@@ -5,7 +5,8 @@
 The baseline is what any such job must do at least: `pd.read_csv(csv).to_parquet(out)` in a fresh process. Both are
 timed twice: the whole process (interpreter, imports, for score.py also loading the model) and the work alone (what
 each reports: score.py's summary line, the baseline's own clock). Peak memory is each process's own (wait4), for
-score.py at N and at --big-rows beans (the target: flat). The CSVs are the shared dataset repeated, built once.
+score.py at N and at --big-rows beans (the target: flat). Each measured process runs right after an unmeasured
+run of the same command (see main). The CSVs are the shared dataset repeated, built once.
 """
 
 from __future__ import annotations
@@ -51,9 +52,16 @@ def main() -> None:
         work = Path(folder)
         source = repeated_csv(work / f"{args.rows}.csv", args.rows)
         pandas_runs, score_runs = [], []
-        for _ in range(args.repeat):  # alternated, so that both meet the same machine
-            pandas_runs.append(run([sys.executable, "-c", BASELINE, str(source), str(work / "pandas.parquet")],
-                                   lambda out, err: float(out.strip())))
+        def baseline() -> Run:
+            return run([sys.executable, "-c", BASELINE, str(source), str(work / "pandas.parquet")],
+                       lambda out, err: float(out.strip()))
+
+        for _ in range(args.repeat):  # alternated, so that both meet the same machine; each run right after one
+            # of its own: this VM's kernel hands memory idle for seconds back to the host, and the next process to
+            # touch it pays for it (pandas' whole-file read took 7 s instead of 2, 6 s of it in page faults)
+            baseline()
+            pandas_runs.append(baseline())
+            run_score(source, work / "scored.parquet", args.model)
             score_runs.append(run_score(source, work / "scored.parquet", args.model))
         print(f"\n{args.rows:,} beans, CSV -> Parquet, {args.repeat} runs each (median):\n")
         print("| | whole process (s) | work alone (s) | peak RSS (MB) |\n|---|---|---|---|")
