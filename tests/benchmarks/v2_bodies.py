@@ -75,11 +75,16 @@ def _build_grpc_request(rows: list[list[float]], store: bool) -> bytes:
     return bytes(request.SerializeToString())
 
 
+LABEL_OUTPUTS = ("label", "predict")  # ours; MLServer's sklearn runtime
+
+
 def json_labels(answer: dict[str, Any]) -> list[str]:
-    """The labels of a V2 JSON answer: its one BYTES output (ours `label`, MLServer's sklearn runtime `predict`)."""
-    found = [output["data"] for output in answer["outputs"] if output["datatype"] == "BYTES"]
+    """The labels of a V2 JSON answer: its output `label` (ours, beside the scores, probabilities and doubts) or
+    `predict` (MLServer's sklearn runtime)."""
+    found = [output["data"] for output in answer["outputs"] if output["name"] in LABEL_OUTPUTS]
     if len(found) != 1:
-        raise ValueError(f"expected one BYTES output, got {[output['name'] for output in answer['outputs']]}")
+        raise ValueError(f"expected one output named label or predict, got "
+                         f"{[output['name'] for output in answer['outputs']]}")
     return [str(label) for label in found[0]]
 
 
