@@ -20,6 +20,7 @@ import errors
 from data.schema import FEATURES, MAX_MAGNITUDE
 from protocol import arrays, binary
 from protocol.schemas import MetadataTensor, RequestInput, RequestOutput, ResponseOutput
+from trust.conformal import named_sets
 
 Matrix = npt.NDArray[np.float64]
 
@@ -160,7 +161,7 @@ def output_arrays(names: Sequence[str], classifier: Any, labels: npt.NDArray[np.
         SCORES: lambda: OutputArray(SCORES, "FP64", scores, ",".join(classes)),
         PROBABILITIES: lambda: OutputArray(PROBABILITIES, "FP64", assessment.probabilities, ",".join(classes)),
         PREDICTION_SET: lambda: OutputArray(PREDICTION_SET, "BYTES", [
-            ",".join(classes[i] for i in np.flatnonzero(row)).encode() for row in assessment.sets]),
+            ",".join(names).encode() for names in named_sets(assessment.sets, classes)]),
         NEEDS_REVIEW: lambda: OutputArray(NEEDS_REVIEW, "BOOL", assessment.needs_review),
         CONSISTENT: lambda: OutputArray(CONSISTENT, "BOOL", assessment.consistent),
         IN_DISTRIBUTION: lambda: OutputArray(IN_DISTRIBUTION, "BOOL", assessment.in_distribution),
