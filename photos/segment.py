@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -79,8 +79,7 @@ def segment(image: NDArray[np.uint8], *, background: Background | None = None,
     _refuse_too_many(len(kept), max_regions)
     regions = []
     for label in kept:
-        box = boxes[label - 1]
-        assert box is not None  # every kept label has pixels
+        box = cast(tuple[slice, slice], boxes[label - 1])  # not None: every kept label has pixels
         region = Region(_fill_holes(masks[label]), box[0].start, box[1].start)
         looks_merged = region.area < MERGED_SOLIDITY * region.convex_area
         regions += [piece for piece in _split(region) if piece.area >= smallest] if looks_merged else [region]
