@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 from fastapi import FastAPI, Query
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,12 +19,10 @@ import parsing
 from config import Settings, get_settings
 from console.routes import router as console_router
 from data.schema import CLASSES, FEATURES
-from db import revision, store
+from db import startup, store
 from db.engine import create_db_engine
 from db.health import DatabaseProbe
 from db.models import FEATURE_COLUMNS, Prediction
-from db.spool import Spool
-from db.writer import GroupCommitWriter
 from errors import answers_errors, error_response, logger, quiet_client_errors
 from monitoring.metrics import exposition as monitoring_gauges
 from monitoring.routes import router as monitoring_router
@@ -117,19 +115,10 @@ class DryBeans:
         self.max_beans = settings.max_beans_per_request
         self.reject_inconsistent = settings.reject_inconsistent
         self.engine = create_db_engine(settings)
-        if settings.migrate_on_startup:
-            try:
-                if not revision.is_current(self.engine):
-                    from db import migrate  # Alembic, only when there is something to migrate
-
-                    migrate.upgrade(self.engine)
-            except OperationalError as exc:  # serve anyway: predictions are spooled until the database is back
-                logger.warning("database unreachable at start-up, schema not migrated: %s", type(exc).__name__)
+        startup.migrate_if_behind(self.engine, settings)  # serve anyway when the database is down: spooled
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.database = DatabaseProbe(create_db_engine(settings, pooled=False), timeout=2)
-        self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir, settings.spool_max_bytes),
-                                        replay_rows_per_second=settings.replay_rows_per_second,
-                                        feedback_wait_seconds=settings.feedback_wait_seconds)
+        self.writer = startup.open_writer(self.engine, settings)
         self.recorder = PredictionRecorder(self.writer)
         self.models, self.roles = self.load_models(settings)
         self.drain_seconds = settings.shutdown_drain_seconds

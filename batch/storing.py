@@ -5,23 +5,17 @@ recorded exactly once whatever the database does meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.exc import OperationalError
 
 from batch.scoring import CONSISTENT, IN_DISTRIBUTION, LABEL, NEEDS_REVIEW
 from config import Settings
 from data.schema import FEATURES
-from db import revision
+from db import startup
 from db.engine import create_db_engine
-from db.spool import Spool
-from db.writer import GroupCommitWriter
 from recording import PredictionRecorder
-
-logger = logging.getLogger(__name__)
 
 
 class PredictionStore:
@@ -31,17 +25,8 @@ class PredictionStore:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_db_engine(settings)
-        if settings.migrate_on_startup:
-            try:
-                if not revision.is_current(self.engine):
-                    from db import migrate  # Alembic, only when there is something to migrate
-
-                    migrate.upgrade(self.engine)
-            except OperationalError as exc:  # score anyway: predictions are spooled until the database is back
-                logger.warning("database unreachable, schema not migrated: %s", type(exc).__name__)
-        self.writer = GroupCommitWriter(self.engine, Spool(settings.spool_dir, settings.spool_max_bytes),
-                                        replay_rows_per_second=settings.replay_rows_per_second,
-                                        feedback_wait_seconds=settings.feedback_wait_seconds)
+        startup.migrate_if_behind(self.engine, settings)  # score anyway when the database is down: spooled
+        self.writer = startup.open_writer(self.engine, settings)
         self.recorder = PredictionRecorder(self.writer)
         self.request_beans = settings.max_beans_per_request
         self.drain_seconds = settings.shutdown_drain_seconds
