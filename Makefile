@@ -51,4 +51,4 @@ bench-v2: override BENCH_ARGS += --scenarios v2
 bench-v2: bench
 
 clean:
-	rm -rf $(VENV) $(MLSERVER_VENV) outputs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) var .pytest_cache .ruff_cache .mypy_cache

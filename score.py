@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-import errors
+from api import errors
 from batch.files import FileProblem, Source, check_output, open_source
 from batch.run import Progress, Scorer, Summary, score_file
 from batch.scoring import check_header, score_frame

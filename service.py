@@ -14,30 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
-import errors
-import parsing
-from config import Settings, get_settings
-from console.routes import router as console_router
-from data.schema import CLASSES, FEATURES
-from db import startup, store
-from db.engine import create_db_engine
-from db.health import DatabaseProbe
-from db.models import FEATURE_COLUMNS, Prediction
-from errors import answers_errors, error_response, logger, quiet_client_errors
-from monitoring.metrics import exposition as monitoring_gauges
-from monitoring.routes import router as monitoring_router
-from photos.routes import router as photos_router
-from protocol.routes import router as v2_router
-from protocol.shortcut import InferShortcut
-from recording import PredictionRecorder, Recorded
-from rollout import registry, sync
-from rollout.guard import ScoringStats
-from rollout.registry import Models
-from rollout.roles import Roles
-from rollout.routes import router as models_router
-from rollout.shadow import ShadowScorer
-from rollout.sync import RoleSync
-from schemas import (
+from api import errors, parsing
+from api.errors import answers_errors, error_response, logger, quiet_client_errors
+from api.schemas import (
     ClassifyRequest,
     ClassifyResponse,
     PredictionPage,
@@ -47,12 +26,32 @@ from schemas import (
     TutorialResponse,
     VarietyCounts,
 )
+from config import Settings, get_settings
+from console.routes import router as console_router
+from data.schema import CLASSES, FEATURES
+from db import startup, store
+from db.engine import create_db_engine
+from db.health import DatabaseProbe
+from db.models import FEATURE_COLUMNS, Prediction
+from monitoring.metrics import exposition as monitoring_gauges
+from monitoring.routes import router as monitoring_router
+from photos.routes import router as photos_router
+from protocol.routes import router as v2_router
+from protocol.shortcut import InferShortcut
+from rollout import registry, sync
+from rollout.guard import ScoringStats
+from rollout.registry import Models
+from rollout.roles import Roles
+from rollout.routes import router as models_router
+from rollout.shadow import ShadowScorer
+from rollout.sync import RoleSync
 from serving import lifecycle, listener, metrics
 from serving.answers import Answered, classify_answer, count_doubts, refuse_inconsistent, refuse_unexplainable
 from serving.auth import BearerToken, bearer_settings
 from serving.guard import RequestGuard
 from serving.headers import SecurityHeaders
 from serving.probes import Probes
+from serving.recording import PredictionRecorder, Recorded
 from serving.shortcut import ClassifyShortcut, PredictShortcut
 from trust.assessment import DEFAULT_COVERAGE, assess
 

@@ -1,6 +1,6 @@
 """Train the Dry Bean classifier and save it to the BentoML model store as `drybean_svc`.
 
-    DRYBEAN_DATA=../shared/data/Dry_Bean_Dataset.csv python train.py [--output outputs] [--min-accuracy 0.92]
+    DRYBEAN_DATA=../shared/data/Dry_Bean_Dataset.csv python train.py [--output var/training] [--min-accuracy 0.92]
         [--kernel {linear,rbf}] [--C 1.0] [--feedback] [--require-better]
 """
 
@@ -11,6 +11,7 @@ import math
 import sys
 from pathlib import Path
 
+from config import get_settings
 from model.figures import drawing_figures
 
 KERNELS = ("linear", "rbf")  # model/training.py's build_pipeline takes either
@@ -21,8 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="dataset file (CSV, ARFF or UCI zip); default: $DRYBEAN_DATA, "
                                                   "then a file in data/, then a download")
-    parser.add_argument("--output", type=Path, default=Path("outputs"), help="where metrics.json and the "
-                                                                             "confusion-matrix PNG go")
+    parser.add_argument("--output", type=Path, help="where metrics.json and the figures go; default: training/ "
+                        "in DRYBEANS_STATE_DIR (var/training)")
     parser.add_argument("--min-accuracy", type=float, default=0.92, help="holdout accuracy below which the "
                                                                          "model is not saved (exit code 1)")
     parser.add_argument("--kernel", choices=KERNELS, default="linear", help="the SVC's kernel: linear (compiled and "
@@ -51,6 +52,7 @@ def positive(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Load, fit, evaluate, gate and save, while another process draws the figures; return the exit code."""
     args = parse_args(argv)
+    args.output = args.output or get_settings().state_dir / "training"
     args.output.mkdir(parents=True, exist_ok=True)
     with drawing_figures(args.output) as figures:
         # Imported only now: the figures' process imports matplotlib meanwhile, on the other core.

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-import errors
+from api import errors
 from data.schema import CLASSES, FEATURES, MAX_MAGNITUDE
 from protocol.arrays import MISSING_INPUTS
 from trust.assessment import DEFAULT_COVERAGE, assess

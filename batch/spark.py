@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F  # Spark's own spelling
 from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
-import errors
+from api import errors
 from batch.files import UNREADABLE, FileProblem
 from batch.run import Summary
 from batch.scoring import (

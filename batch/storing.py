@@ -15,7 +15,7 @@ from config import Settings
 from data.schema import FEATURES
 from db import startup
 from db.engine import create_db_engine
-from recording import PredictionRecorder
+from serving.recording import PredictionRecorder
 
 
 class PredictionStore:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.schemas import EXAMPLE_BEAN, Bean
 from data.schema import CLASSES, FEATURES
-from schemas import EXAMPLE_BEAN, Bean
 
 # Measured on the bean's photograph: lengths in pixels, areas in square pixels; the rest are ratios.
 UNITS = {"Area": "px²", "ConvexArea": "px²", "Perimeter": "px", "MajorAxisLength": "px", "MinorAxisLength": "px",

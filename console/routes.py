@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse
 
-import errors
+from api import errors
 from console.model_card import ModelCard, model_card
 from console.openapi import openapi_document
 from console.page import page_context

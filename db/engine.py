@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -69,6 +70,8 @@ def _limit_statement_time(engine: Engine, seconds: float) -> None:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    if url.database not in (None, "", ":memory:"):  # a file: its folder (DRYBEANS_STATE_DIR) made on first use
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table, func, insert, select, union
 from sqlalchemy.exc import IntegrityError
 
-import errors
+from api import errors
 from db.models import RoleChange
 from rollout.roles import Action, Roles
 

@@ -11,11 +11,11 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.errors import FEEDBACK_NO_SQLITE_FILE, FEEDBACK_UNREADABLE
 from config import Settings
 from data.schema import CLASSES, FEATURES
 from db.engine import create_db_engine
 from db.models import FEATURE_COLUMNS, Feedback, Prediction
-from errors import FEEDBACK_NO_SQLITE_FILE, FEEDBACK_UNREADABLE
 
 
 class FeedbackUnavailable(RuntimeError):

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
-import errors
+from api import errors
 from data.schema import CLASSES, FEATURES
 from db import feedback, store
 from monitoring.drift import drift_report

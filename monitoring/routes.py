@@ -14,11 +14,11 @@ import bentoml
 from fastapi import APIRouter, Query, Response
 from starlette.responses import JSONResponse
 
-import errors
+from api import errors
+from api.errors import error_response, logger
 from config import get_settings
 from db import feedback as store
 from db.writer import GroupCommitWriter, WriteFailed
-from errors import error_response, logger
 from monitoring import live, metrics
 from monitoring.schemas import DriftReport, FeedbackItem, FeedbackRequest, FeedbackResponse, QualityReport, Since
 

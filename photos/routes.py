@@ -10,7 +10,7 @@ import bentoml
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.responses import Response
 
-import errors
+from api import errors
 from config import get_settings
 from photos.errors import PhotoError
 from photos.pipeline import read_photo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from schemas import BeanPrediction, StoreStatus
+from api.schemas import BeanPrediction, StoreStatus
 
 
 class PhotoBean(BeanPrediction):

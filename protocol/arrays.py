@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-import errors
-import parsing
+from api import errors, parsing
 from data.schema import FEATURES, MAX_MAGNITUDE
 
 Matrix = npt.NDArray[np.float64]

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from starlette.types import Scope
 
-import errors
+from api import errors
 from protocol import arrays
 
 HEADER = "inference-header-content-length"

@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import errors
-from errors import ApiError, logger
+from api import errors
+from api.errors import ApiError, logger
 from protocol import arrays, tensors
 from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc

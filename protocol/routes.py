@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-import errors
-from errors import ApiError, error_response, logger
+from api import errors
+from api.errors import ApiError, error_response, logger
 from protocol import binary, tensors
 from protocol.schemas import (
     REQUEST_ID,

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from api.schemas import EXAMPLE_ROW
 from data.schema import FEATURES
-from schemas import EXAMPLE_ROW
 
 # Bounds on what a request may list, checked before any tensor is read: the model takes at most 16 inputs and has 3
 # outputs; a few more leave room for a client's extras, and the 17th is refused with a message naming it.

@@ -20,7 +20,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import errors
+from api import errors
 from protocol.routes import Service, answer_inference, served_model
 from protocol.schemas import InferenceRequest
 from rollout.registry import client_key_in

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-import errors
+from api import errors
 from data.schema import FEATURES, MAX_MAGNITUDE
 from protocol import arrays, binary
 from protocol.schemas import MetadataTensor, RequestInput, RequestOutput, ResponseOutput

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-import errors
+from api import errors
 from config import get_settings
 from data.schema import CLASSES
 from db.engine import create_db_engine

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-import errors
+from api import errors
 from db import roles as stored_roles
 from rollout import roles
 from rollout.registry import Models

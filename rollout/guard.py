@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import binomtest
 
-import errors
+from api import errors
 from rollout.compare import Comparison
 
 SCORING_TIMES_KEPT = 2_000  # per model: the newest scoring times its p99 is taken over

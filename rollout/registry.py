@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-import errors
+from api import errors
 from model import MODEL_NAME
-from recording import new_request_id
 from rollout.guard import ScoringStats
 from rollout.roles import Roles, in_bucket
 from rollout.shadow import ShadowJob, ShadowScorer
+from serving.recording import new_request_id
 
 if TYPE_CHECKING:
     import bentoml

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import errors
+from api import errors
 
 Role = Literal["champion", "shadow", "canary", "idle"]
 Action = Literal["start", "shadow", "canary", "promote", "rollback", "idle", "guard"]

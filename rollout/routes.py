@@ -1,7 +1,7 @@
 """The operator API: the loaded models and their roles, role changes (scope `operate`), the audit log and the
 comparison of a challenger with the champion (scope `read`). Mounted on the service's FastAPI app.
 
-Database work runs in a thread, off the event loop. Errors are the service's JSON errors (errors.py).
+Database work runs in a thread, off the event loop. Errors are the service's JSON errors (api/errors.py).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.errors import RoleConflict
 from db import roles as stored_roles
-from errors import RoleConflict
 from rollout import evidence, guard
 from rollout.registry import Models
 from rollout.roles import Roles, idle

@@ -16,17 +16,17 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-import errors
+from api import errors
+from api.errors import CANNOT_EXPLAIN, CannotExplain
 from data.schema import FEATURES
-from errors import CANNOT_EXPLAIN, CannotExplain
 from trust.conformal import named_sets
 from trust.consistency import consistent, inconsistencies
 
 if TYPE_CHECKING:
     from model.classifier import Classifier
     from photos.pipeline import Photo
-    from recording import Recorded
     from rollout.registry import Scored
+    from serving.recording import Recorded
     from trust.assessment import Assessment
 
 DOUBTFUL_BEANS = bentoml.metrics.Counter(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-import errors
+from api import errors
 from serving.responses import send_json
 from serving.token_file import Scope, TokenEntry, TokenFileError, Tokens
 

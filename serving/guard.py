@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import errors
+from api import errors
 from serving.bodies import replay
 from serving.responses import send_json
 

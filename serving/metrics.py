@@ -17,7 +17,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import errors
+from api import errors
 from serving.responses import send_json
 
 UNKNOWN_PATH = "/{unknown}"

@@ -22,13 +22,13 @@ from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import errors
+from api import errors
+from api.schemas import ClassifyRequest
 from rollout.registry import client_key_in
-from schemas import ClassifyRequest
 from serving.bodies import read_body, replay
 
 if TYPE_CHECKING:
-    from recording import Recorded
+    from serving.recording import Recorded
 
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, bytes, Headers]

@@ -23,7 +23,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import errors
+from api import errors
 
 Scope = Literal["predict", "read", "operate"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import errors
+from api import errors
 from config import get_settings
 from serving import token_file
 from serving.token_file import Scope, TokenFileError

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import errors
+from api import errors
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from data.schema import CLASSES, FEATURES
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 
 JSON = "application/json"  # also what a refused Content-Type answer must name
 SQL = "'; DROP TABLE drybeans; --"

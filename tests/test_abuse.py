@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from data.schema import FEATURES
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.servers import MySQLDatabase, Server, bentoml_serve, worker_pids
 from tests.support import MAX_ERROR_BODY, MAX_RSS_GROWTH, peak_rss, reset_peak_rss, rss
 

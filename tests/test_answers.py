@@ -9,12 +9,12 @@ import bentoml
 import numpy as np
 import pytest
 
+from api.schemas import ClassifyResponse, StoreStatus
 from data.readers import read_dataset
 from model.classifier import Classifier
-from recording import Recorded
 from rollout.registry import Scored
-from schemas import ClassifyResponse, StoreStatus
 from serving.answers import Answered, classify_answer
+from serving.recording import Recorded
 from trust.assessment import assess
 
 

@@ -22,7 +22,7 @@ from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from sqlalchemy import create_engine, text
 
-import errors
+from api import errors
 from data.readers import read_dataset
 from db import migrate
 from db.feedback import FeedbackRecord, insert_feedback

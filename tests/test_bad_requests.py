@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import bindparam, text
 
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.bad_requests import CORPUS, DEFAULT_MAX_BEANS, JSON, LIMITED_ENV, OVER_LIMITS, BadRequest
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.support import MAX_ERROR_BODY

@@ -12,7 +12,7 @@ from math import comb
 import numpy as np
 import pytest
 
-import errors
+from api import errors
 from rollout.compare import Comparison, compare, tally
 from rollout.guard import (
     ERROR_RATE_FLOOR,

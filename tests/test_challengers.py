@@ -27,17 +27,17 @@ from bentoml._internal.models.model import ModelStore
 from sklearn.model_selection import train_test_split
 from sqlalchemy import insert
 
+from api.errors import CANNOT_EXPLAIN, CannotExplain
+from api.schemas import EXAMPLE_BEAN
 from data.readers import read_dataset
 from db import migrate
 from db.models import FEATURE_COLUMNS, Feedback, Prediction
-from errors import CANNOT_EXPLAIN, CannotExplain
 from model import training
 from model.classifier import Classifier, NoExplanations
 from model.compiled_svc import SklearnPredictor
-from recording import Recorded
 from rollout.registry import Scored
-from schemas import EXAMPLE_BEAN
 from serving.answers import Answered, classify_answer, refuse_unexplainable
+from serving.recording import Recorded
 from tests.servers import MySQLDatabase, bentoml_serve, free_port
 from trust.assessment import assess
 

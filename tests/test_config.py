@@ -19,7 +19,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sqlite_by_default() -> None:
-    assert Settings().sqlalchemy_url.render_as_string() == "sqlite+pysqlite:///drybeans.sqlite3"
+    assert Settings().sqlalchemy_url.render_as_string() == "sqlite+pysqlite:///var/drybeans.sqlite3"
 
 
 def test_the_tutorials_variables_build_a_pymysql_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.schemas import EXAMPLE_ROW
 from data.readers import read_dataset
 from data.schema import FEATURES
 from model.training import DERMASON_EXAMPLE
-from schemas import EXAMPLE_ROW
 from trust.consistency import MEASURED, consistent, inconsistencies, sent_precision
 
 CAUGHT_TARGET = 0.99

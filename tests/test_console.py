@@ -19,10 +19,10 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import text
 
+from api.errors import SHARE_OUT_OF_RANGE
 from console.openapi import project_version
 from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES, LABEL
-from errors import SHARE_OUT_OF_RANGE
 from rollout.roles import MAX_CANARY_SHARE
 from serving.token_file import API_TOKEN_NAME
 from serving.tokens import add as add_token

@@ -8,8 +8,10 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
+from pydantic import AliasChoices
 
 import config
+from config.reference import settings_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -90,7 +92,7 @@ def test_the_readme_is_short_and_starts_with_the_two_commands() -> None:
 
 
 def test_the_configuration_page_is_what_the_settings_render_now() -> None:
-    rendered = config.settings_reference()
+    rendered = settings_reference()
     assert (DOCS / "configuration.md").read_text() == rendered, \
         "docs/configuration.md is stale: .venv/bin/python -m config > docs/configuration.md"
 
@@ -100,7 +102,7 @@ def test_every_setting_is_on_the_configuration_page() -> None:
     for name, field in config.Settings.model_fields.items():
         alias = field.validation_alias
         prefix = config.Settings.model_config["env_prefix"]
-        variable = str(alias.choices[0]) if isinstance(alias, config.AliasChoices) else f"{prefix}{name.upper()}"
+        variable = str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"{prefix}{name.upper()}"
         assert f"| `{variable}` |" in page, f"{name} ({variable}) is not in docs/configuration.md"
 
 

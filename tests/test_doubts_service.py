@@ -14,10 +14,10 @@ import pytest
 from sklearn.model_selection import train_test_split
 from sqlalchemy import func, select
 
+from api.schemas import EXAMPLE_BEAN
 from data.schema import FEATURES
 from db.models import Prediction
 from model.training import RANDOM_STATE, TEST_SIZE
-from schemas import EXAMPLE_BEAN
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
 pytestmark = pytest.mark.mysql

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from api.schemas import EXAMPLE_BEAN
 from db.deadletter import NO_PREDICTION, DeadLetters
-from schemas import EXAMPLE_BEAN
 from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, bentoml_serve
 from tests.tcp_proxy import tcp_proxy
 from tests.traffic import wait_until_drained

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-import errors
+from api import errors
 from serving.guard import RequestGuard, json_counts, reshape
 
 

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.schemas import EXAMPLE_ROW
 from db.spool import Spool
 from db.store import PredictionRecord
-from schemas import EXAMPLE_ROW
 from tests.servers import MySQLDatabase, Server, bentoml_serve, worker_pids
 from tests.support import MAX_ERROR_BODY, MAX_RSS_GROWTH, require, rss
 from tests.tcp_proxy import TcpProxy

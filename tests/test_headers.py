@@ -11,8 +11,8 @@ from urllib.parse import urljoin
 
 import pytest
 
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from console.routes import SWAGGER_FILES, SWAGGER_UI
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from serving.headers import SECURITY_HEADERS
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 

@@ -20,11 +20,11 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 
-import errors
+from api import errors
+from api.schemas import EXAMPLE_BEAN
 from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
 from model import training
-from schemas import EXAMPLE_BEAN
 from tests.servers import ROOT, MySQLDatabase, Server, bentoml_serve
 
 MONITORING = ROOT / "deploy" / "monitoring"

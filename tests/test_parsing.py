@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-import errors
-from parsing import bean_rows, tutorial_rows
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW, Bean
+from api import errors
+from api.parsing import bean_rows, tutorial_rows
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW, Bean
 
 
 def test_the_tutorials_string_and_a_plain_array_give_the_same_matrix() -> None:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from db.base import Base
 from db.codec import encode_prediction
 from db.deadletter import DeadLetters, replay
@@ -32,7 +33,6 @@ from db.migrate import upgrade
 from db.spool import Spool
 from db.store import PredictionRecord
 from db.writer import GroupCommitWriter, WriteResult
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.servers import MYSQL_ADMIN_URL, ROOT, MySQLDatabase, Server, bentoml_serve
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 from tests.traffic import wait_until_drained

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import errors
+from api import errors
+from api.schemas import EXAMPLE_ROW
 from db.spool import Spool
-from schemas import EXAMPLE_ROW
 from serving.headers import SECURITY_HEADERS
 from tests.servers import BENTOML, ROOT, MySQLDatabase, bentoml_serve, free_port, worker_pids
 from tests.tcp_proxy import TcpProxy

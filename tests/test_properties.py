@@ -12,10 +12,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import errors
-import parsing
+from api import errors, parsing
+from api.schemas import Bean, ClassifyRequest
 from data.schema import FEATURES, MAX_MAGNITUDE
-from schemas import Bean, ClassifyRequest
 from serving import guard
 
 MAX_BEANS = 4

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-import errors
+from api import errors
+from api.schemas import EXAMPLE_ROW
 from data.schema import FEATURES
 from protocol import tensors
 from protocol.schemas import (
@@ -23,7 +24,6 @@ from protocol.schemas import (
     RequestInput,
     RequestOutput,
 )
-from schemas import EXAMPLE_ROW
 from trust.assessment import Assessment
 
 ROWS = np.array([EXAMPLE_ROW, [value * 1.5 for value in EXAMPLE_ROW]])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from api.schemas import EXAMPLE_ROW
 from db.spool import Spool
-from schemas import EXAMPLE_ROW
 from tests.servers import MySQLDatabase, bentoml_serve, worker_pids
 from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_for_workers, wait_until_drained

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, event
 
-import errors
+from api import errors
 from db import migrate
 from db import roles as stored_roles
 from rollout import roles

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-import errors
+from api import errors
 from batch.files import rejects_path
 from batch.scoring import MISSING_VALUE, PROBABILITY_COLUMNS
 from data.schema import CLASSES, FEATURES

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.bad_requests import CORPUS
 from tests.servers import BENTOML, MYSQL_ADMIN_URL, ROOT, MySQLDatabase, Server, bentoml_serve, free_port
 

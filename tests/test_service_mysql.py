@@ -13,10 +13,10 @@ import pytest
 import requests
 from sqlalchemy import text
 
-import errors
+from api import errors
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
 TUTORIAL_PAYLOAD = {"data": "[[33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, \

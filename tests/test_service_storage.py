@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from db import migrate
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.servers import MySQLDatabase, bentoml_serve, free_port, make_tutorial_era
 
 NO_MYSQL = {"MYSQL_HOST": "", "DATABASE_URL": ""}

@@ -20,8 +20,8 @@ from _bentoml_sdk.service import set_current_service
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.schemas import EXAMPLE_ROW
 from data.schema import FEATURES
-from schemas import EXAMPLE_ROW
 from serving.shortcut import ClassifyShortcut, PredictShortcut, Shortcut, plain_request
 from tests.bad_requests import CORPUS
 from tests.servers import MySQLDatabase, Server, bentoml_serve

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-import errors
+from api import errors
 from config import Settings
 from serving.auth import BearerToken, TokenRequired, TokensUnusable, bearer_settings, required_scope, token_name
 from serving.token_file import API_TOKEN_NAME, SCOPES, Scope, TokenFileError, Tokens, digest

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.schemas import EXAMPLE_ROW
 from data.schema import FEATURES
 from protocol.shortcut import INFER_PATH
-from schemas import EXAMPLE_ROW
 from tests.bad_requests import CORPUS, JSON
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 

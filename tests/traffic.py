@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 
-from schemas import EXAMPLE_ROW
+from api.schemas import EXAMPLE_ROW
 from tests.servers import MySQLDatabase, Server, worker_pids
 
 

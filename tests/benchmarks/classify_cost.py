@@ -38,8 +38,8 @@ from types import FrameType
 
 import httpx
 
+from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from data.schema import FEATURES
-from schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.benchmarks import load, processes
 from tests.benchmarks.compare import checkout
 from tests.benchmarks.report import machine_header

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-import errors
+from api import errors
+from api.schemas import StoreStatus
 from db.store import Flags, PredictionRecord
 from db.writer import GroupCommitWriter, WriteFailed
-from schemas import StoreStatus
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-import errors
+from api import errors
+from api.schemas import Bean
 from data.schema import FEATURES, MAX_MAGNITUDE
-from schemas import Bean
 
 Matrix = npt.NDArray[np.float64]
 
