@@ -1,21 +1,20 @@
 """The `drybeans` BentoML service: classify beans, record every prediction, read the records back."""
 
 import asyncio
-import gc
 import json
 from datetime import UTC
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 from fastapi import FastAPI, Query
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
-from api import errors, parsing
-from api.errors import answers_errors, error_response, logger, quiet_client_errors
+from api import errors, parsing, rest_errors
+from api.rest_errors import answers_errors
 from api.schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -47,8 +46,9 @@ from rollout.shadow import ShadowScorer
 from rollout.sync import RoleSync
 from serving import lifecycle, listener, metrics
 from serving.answers import Answered, classify_answer, count_doubts, refuse_inconsistent, refuse_unexplainable
-from serving.auth import BearerToken, bearer_settings
-from serving.guard import RequestGuard
+from serving.auth import BearerToken, bearer_settings, bearer_token
+from serving.client_keys import CLIENT_KEY_HEADER, client_key
+from serving.guard import request_guard
 from serving.headers import SecurityHeaders
 from serving.probes import Probes
 from serving.recording import PredictionRecorder, Recorded
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from model.classifier import Classifier
+    from serving.running import RunningService
 
 MODEL_TAG = "drybean_svc:latest"
 # Regular expressions over the request's URL, as OpenTelemetry's exclusion list takes them.
@@ -74,20 +75,8 @@ web.include_router(models_router)  # the operator API: /v1/models, role changes,
 web.include_router(photos_router)  # POST /v1/photos: the beans in a photo, measured and classified
 
 
-@web.exception_handler(errors.ApiError)
-async def api_error(_request: Request, error: errors.ApiError) -> JSONResponse:
-    """An ApiError raised by a route of the web app: its JSON answer."""
-    errors.log_answer(_request.url.path, error)
-    return error_response(error)
-
-
-@web.exception_handler(SQLAlchemyError)
-async def database_unavailable(_request: Request, error: SQLAlchemyError) -> JSONResponse:
-    """A read the database did not answer (down, too slow, or every pooled connection busy): 503, no traceback."""
-    logger.warning("read failed, the database is unavailable: %s", type(error).__name__)
-    response = error_response(errors.StoreUnavailable(errors.DATABASE_UNAVAILABLE))
-    response.headers["Retry-After"] = "5"
-    return response
+web.add_exception_handler(errors.ApiError, rest_errors.api_error_handler)
+web.add_exception_handler(SQLAlchemyError, rest_errors.database_error_handler)
 
 
 @bentoml.asgi_app(web, path="/")
@@ -105,6 +94,7 @@ class DryBeans:
     """Dry bean variety classifier; every prediction is recorded in the database."""
 
     model = bentoml.models.BentoModel(MODEL_TAG)
+    bento_service: Any  # set by BentoML on the instance: the Service object (its OpenAPI document: /docs.json)
 
     def __init__(self) -> None:
         lifecycle.exit_with_parent()
@@ -125,14 +115,20 @@ class DryBeans:
         if settings.metrics_port is not None:
             metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
                                   lambda app: SecurityHeaders(BearerToken(app, **access_control())))
-        settle_garbage_collector()
+        lifecycle.settle_garbage_collector()
         if settings.reuse_port:  # last: BentoML calls __init__ in the app's lifespan, before uvicorn accepts
             listener.listen_on_own_socket()
+
+    @bentoml.on_deployment
+    def refuse_to_start_unprotected() -> None:
+        """Once, in `bentoml serve`'s own process before any worker starts: exit, saying what to set, when tokens are
+        required and none is set or the tokens file is unusable (a worker failing there would be restarted)."""
+        access_control()
 
     def load_models(self, settings: Settings) -> tuple[Models, RoleSync]:
         """Every model to serve, with the roles in force, followed from the database by a thread of this worker."""
         stored = registry.stored_models(settings.model_tags)
-        self.trained_at = {model.tag.version: model.info.creation_time for model in stored}
+        self.trained_at = {str(model.tag.version): model.info.creation_time for model in stored}
         self.roles_cache = settings.spool_dir / "roles.json"
         classifiers = registry.load(stored)
         shadow = ShadowScorer(self.engine, settings.shadow_queue_requests)
@@ -180,7 +176,7 @@ class DryBeans:
         X-Request-ID (their request_id in table drybeans).
         """
         predictions, recorded = await self.tutorial_prediction(
-            request.data, request.store, registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER)))
+            request.data, request.store, client_key(ctx.request.headers.get(CLIENT_KEY_HEADER)))
         ctx.response.metadata.update(recorded.headers())
         return TutorialResponse(predictions=predictions)
 
@@ -200,7 +196,7 @@ class DryBeans:
         optionally why the label won, and the ids of the stored records. `model` names the model that answered (the
         champion, or the canary for its share of X-Client-Key values)."""
         return Response(await self.classification(
-            request, registry.client_key(ctx.request.headers.get(registry.CLIENT_KEY_HEADER))),
+            request, client_key(ctx.request.headers.get(CLIENT_KEY_HEADER))),
             media_type="application/json")
 
     async def classification(self, request: ClassifyRequest, client_key: str | None = None) -> bytes:
@@ -249,18 +245,8 @@ class DryBeans:
     def __metrics__(self, exposition: str) -> str:
         """BentoML's metrics, the spool's depth, dead letters and waiting feedback (shared by all workers, so read at
         scrape time), the drift and live-accuracy gauges (computed in the background), and the models' roles."""
-        return exposition + monitoring_gauges() + self.roles.exposition() + (
-            "# HELP drybeans_spool_depth Records (predictions and feedback) waiting on local disk for the database.\n"
-            "# TYPE drybeans_spool_depth gauge\n"
-            f"drybeans_spool_depth {self.writer.spool.depth()}\n"
-            "# HELP drybeans_dead_letters Records the database refused (or feedback whose prediction never came), "
-            "set aside on local disk for an operator: python -m db.deadletter replay.\n"
-            "# TYPE drybeans_dead_letters gauge\n"
-            f"drybeans_dead_letters {self.writer.spool.dead_letters.count()}\n"
-            "# HELP drybeans_feedback_waiting Spooled feedback records waiting for their prediction to be recorded.\n"
-            "# TYPE drybeans_feedback_waiting gauge\n"
-            f"drybeans_feedback_waiting {self.writer.spool.held()}\n"
-        )
+        return (exposition + monitoring_gauges() + self.roles.exposition()
+                + metrics.spool_exposition(self.writer.spool))
 
     def metrics_exposition(self) -> str:
         """What the metrics port serves: the same text as BentoML's /metrics."""
@@ -288,20 +274,6 @@ class DryBeans:
         self.engine.dispose()
 
 
-def settle_garbage_collector() -> None:
-    """Freeze what start-up allocated, and collect the young generation less often.
-
-    A request allocates thousands of short-lived objects; at the default threshold (700) the collector ran many
-    times per request and its older generations walked the hundreds of thousands of objects that BentoML,
-    scikit-learn and pandas keep alive. Measured with wrk (one bean, store: true, 32 connections): p99 from
-    250-350 ms down to 33-47 ms, and 40-50% more requests per second. The older generations keep their default
-    thresholds: raising them too gained nothing measurable and let worker memory grow by up to 100 MiB.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000)
-
-
 def stored_prediction(row: Prediction) -> StoredPrediction:
     """The wire form of a stored row."""
     values = [getattr(row, column) for column in FEATURE_COLUMNS.values()]
@@ -317,22 +289,34 @@ def access_control() -> dict[str, Any]:
     return bearer_settings(get_settings())
 
 
-quiet_client_errors()
-_settings = get_settings()
-# The decorators made DryBeans a bentoml Service, which the type checker cannot see. Outermost first.
-metrics.label_by_route(DryBeans)
-DryBeans.add_asgi_middleware(SecurityHeaders)  # type: ignore[attr-defined]  # on every answer of those below too
-DryBeans.add_asgi_middleware(  # type: ignore[attr-defined]
-    # The largest legitimate structure: a V2 request of 16 named tensors, each nested [n, 1]; the most values (commas):
-    # 16 per bean, plus a few per tensor (shape, keys, parameters).
-    RequestGuard, max_body_bytes=_settings.max_body_bytes,
-    max_json_containers=len(FEATURES) * (_settings.max_beans_per_request + 1) + 100,
-    max_json_values=len(FEATURES) * (_settings.max_beans_per_request + 1) + 1_000,
-    json_paths=frozenset({"/predict", "/v1/classify", "/v1/feedback"}))
-if _settings.metrics_port is not None:
-    DryBeans.add_asgi_middleware(metrics.MetricsElsewhere, port=_settings.metrics_port)  # type: ignore[attr-defined]
-DryBeans.add_asgi_middleware(BearerToken, **access_control())  # type: ignore[attr-defined]
-DryBeans.add_asgi_middleware(Probes)  # type: ignore[attr-defined]
-DryBeans.add_asgi_middleware(PredictShortcut, service_name=DryBeans.name)  # type: ignore[attr-defined]
-DryBeans.add_asgi_middleware(ClassifyShortcut, service_name=DryBeans.name)  # type: ignore[attr-defined]
-DryBeans.add_asgi_middleware(InferShortcut)  # type: ignore[attr-defined]
+def install_middleware(service: Any) -> None:
+    """Add to `service` (a bentoml Service) the middleware every HTTP request passes through, outermost first.
+
+    BentoML's own layers (its metrics, access log, timeout and concurrency limit) wrap these; the routes (BentoML's
+    APIs, and the FastAPI app `web`'s) sit inside them. Each layer answers a request itself or passes it inwards:
+
+    1. RestorePath (serving/metrics.py): metrics labelled by route template, not by raw path.
+    2. SecurityHeaders: on every answer, including the refusals of every layer below.
+    3. RequestGuard: body size, JSON structure and Content-Type checked before anything parses the body; every 4xx
+       answer from further in reshaped into the one error object (api/rest_errors.py).
+    4. MetricsElsewhere: with DRYBEANS_METRICS_PORT set, /metrics only there (404 here).
+    5. BearerToken: a token, and its scope, where one is needed.
+    6. Probes: /readyz and /livez answered here.
+    7. PredictShortcut, ClassifyShortcut, InferShortcut: the plain shapes of /predict, /v1/classify and V2 infer
+       answered without BentoML's route bookkeeping (docs/performance.md), by the code the routes run.
+
+    Each layer is built when a worker builds its app, from the settings read then: nothing is read at import.
+    """
+    metrics.label_by_route(service)
+    for layer in (SecurityHeaders, request_guard, metrics.metrics_elsewhere, bearer_token, Probes,
+                  partial(PredictShortcut, service_name=service.name),
+                  partial(ClassifyShortcut, service_name=service.name), InferShortcut):
+        service.add_asgi_middleware(layer)
+
+
+rest_errors.quiet_client_errors()
+install_middleware(DryBeans)
+
+if TYPE_CHECKING:  # the type checker holds DryBeans to what the routes use of it (serving/running.py)
+    def _offers_what_the_routes_use(service: DryBeans) -> RunningService:
+        return service

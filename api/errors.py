@@ -1,13 +1,16 @@
-"""The errors clients can cause or meet, each with its HTTP status, rendered as one JSON object shape."""
+"""Every error a client can cause or meet: its message, and its class with the HTTP status and code it answers with.
+
+One module holds them all, so that a message is written once and a client's documentation can be read off it.
+How they reach a client: api/rest_errors.py (one JSON object shape, for every REST layer) and
+protocol/grpc_server.py (a gRPC status with the same message).
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import ClassVar
 
-from starlette.responses import JSONResponse, Response
+from data.schema import FEATURES
 
 logger = logging.getLogger("drybeans")
 
@@ -27,6 +30,8 @@ TOO_MANY_CONTAINERS = "the request body holds more than {limit} JSON arrays and 
 TOO_MANY_VALUES = ("the request body holds more than {limit} JSON values (counted by their separating commas); "
                    "split it into smaller requests")
 CONTENT_TYPE_REPEATED = "the request has {count} Content-Type headers: send one, Content-Type: application/json"
+WINDOW_TOO_LARGE = ("window {window} is too large: it must be less than or equal to {limit}, the most records "
+                    "/v1/drift compares (DRYBEANS_DRIFT_MAX_WINDOW)")
 SINCE_OUT_OF_RANGE = "since must lie between {first} and {last} (UTC)"
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
 STORE_UNAVAILABLE = ("the database is unavailable and the local spool cannot take the predictions ({reason}); "
@@ -79,6 +84,42 @@ NO_STORED_PREDICTIONS = ("no stored predictions with features{filters} in {url}:
                          "--champion and --since")
 INCONSISTENT_BEANS = ("features that contradict each other (DRYBEANS_REJECT_INCONSISTENT is on): {beans}; check "
                       "the measurements (docs/api.md: Which answers to doubt); nothing was recorded")
+# Photos (POST /v1/photos, python -m photos extract): what to change in the photo or the request
+PHOTO_EMPTY = "the photo is empty (0 bytes)"
+PHOTO_TOO_LARGE = ("the photo is {megabytes:.1f} MB; at most {limit:.1f} MB are accepted: send a smaller or more "
+                   "compressed file")
+PHOTO_NOT_AN_IMAGE = "not a PNG or JPEG image: send the photo as a .png or .jpg file"
+PHOTO_NO_PIXELS = "the photo is empty (0 pixels: {width} x {height})"
+PHOTO_TOO_MANY_PIXELS = ("the photo is {megapixels:.0f} megapixels ({width} x {height}); at most {limit:g} are "
+                         "accepted: scale it down")
+PHOTO_DECLARES_TOO_MANY_PIXELS = ("the photo declares over {megapixels:.0f} megapixels; at most {limit:g} are "
+                                  "accepted: scale it down")
+PHOTO_HEADER_DAMAGED = "the photo is not a readable {format} image (its header is damaged): export it again"
+PHOTO_DATA_DAMAGED = "the photo's {format} data is damaged or truncated ({reason}): export it again"
+PHOTO_BACKGROUND = "background must be one of {known}, not {background}"
+PHOTO_TWO_SCALES = "give the photo's pixels per millimetre or a calibration disc's diameter, not both"
+PHOTO_SCALE_NOT_POSITIVE = "pixels per millimetre must be a positive number, not {value}"
+PHOTO_SCALE_UNKNOWN = ("the photo's scale is unknown: give its pixels per millimetre, or the diameter of a calibration "
+                       "disc photographed with the beans")
+SCALE_NOT_POSITIVE = "the {name}'s pixels per millimetre must be a positive number, not {value}"
+DISC_NOT_POSITIVE = "the calibration disc's diameter must be a positive number of millimetres, not {value}"
+NO_DISC_NOTHING_FOUND = "no calibration disc found: nothing was found in the photo"
+NO_DISC_ROUND_ENOUGH = ("no calibration disc found: the roundest region has roundness {roundness:.3f}, solidity "
+                        "{solidity:.3f} and axis ratio {ratio:.3f} (a disc has about 1 for each): lay a flat disc of "
+                        "{diameter:g} mm beside the beans, apart from them, and photograph it from straight above")
+PHOTO_ONLY_THE_DISC = "no bean found besides the calibration disc"
+PHOTO_NO_BEAN = ("no bean found: nothing stands out of the {background} background by at least {pixels} pixels "
+                 "without touching the photo's edge")
+PHOTO_UNIFORM = "no bean found: the photo is one uniform grey"
+PHOTO_BACKGROUND_ADVICE = ("photograph the beans apart on a plain {background} background that shows all around them, "
+                           "or set the background to {other} if it is {other}")
+PHOTO_REGION_FILLS = "one region fills {percent:.0f}% of the photo: {advice}"
+PHOTO_REGION_ON_EVERY_EDGE = "one region reaches all four edges of the photo: {advice}"
+PHOTO_TOO_MANY_BEANS = ("{count} beans found; at most {limit} are measured in one photo: photograph fewer beans at "
+                        "a time")
+PHOTOS_NOT_A_FOLDER = "{path} is not a folder: give a folder with one sub-folder of photos per variety"
+PHOTOS_NONE_FOUND = ("no PNG or JPEG photo in the sub-folders of {path}: put each variety's photos in a sub-folder "
+                     "named after it (e.g. seker/1.jpg)")
 # Models and their roles (rollout/)
 UNKNOWN_MODEL = "no model {version} is loaded; loaded: {loaded}"
 SHARE_REQUIRED = 'a canary needs its share of the requests: send {"share": 0.1}, at most 0.5'
@@ -99,6 +140,61 @@ CANARY_SLOW = ("the canary's p99 scoring time is {canary_ms:.1f} ms, {ratio:.1f}
 CANARY_LESS_ACCURATE = ("the canary is less accurate than the champion on {labelled} labelled beans: {accuracy:.4f} "
                         "against {champion_accuracy:.4f} (McNemar: champion alone right {b}, canary alone right {c}, "
                         "p = {p_value:.2g})")
+
+# V2 (protocol/): the input tensors
+V2_FEATURES_INPUT = "features"  # the name of the one [n, 16] input tensor (protocol/arrays.py)
+INPUT_HELP = (f"send one FP64 (or FP32) tensor of shape [n, {len(FEATURES)}] (any name, e.g. "
+              f'"{V2_FEATURES_INPUT}"), or the {len(FEATURES)} features as tensors of shape [n] named '
+              f"{', '.join(FEATURES)}")
+AMBIGUOUS_INPUTS = "{count} input tensors and none is a feature name, so which one holds the beans? " + INPUT_HELP
+UNKNOWN_INPUTS = "unknown input {names}; " + INPUT_HELP
+MISSING_INPUTS = "missing input {names}; " + INPUT_HELP
+DUPLICATE_INPUT = "input {name} is given more than once"
+FEATURES_NOT_ALONE = (f'input "{V2_FEATURES_INPUT}" holds all {len(FEATURES)} features: send it alone, not with '
+                      "{names}")
+WRONG_DATATYPE = "input {name} has datatype {datatype}; this model takes FP64 or FP32"
+WRONG_SHAPE = "input {name} has shape {shape}; it must be {expected}"
+DIFFERENT_LENGTHS = "the feature tensors have different lengths: {name} has {count} beans, {first} has {expected}"
+V2_NOT_FINITE = "input {name}, element {index}: {value} is not a finite number"
+V2_OUT_OF_RANGE = "input {name}, element {index}: {value} is out of range; measurements lie within ±{limit:g}"
+
+# V2: binary tensor data
+BAD_HEADER = ("Inference-Header-Content-Length is {given}; it must be the byte length of the JSON that starts the "
+              "body, at most the body's {size} bytes")
+BAD_SIZE = "input {name}: binary_data_size must be a whole number of bytes, not {given}"
+SIZE_AND_DATA = "input {name} has both binary_data_size and data: send its elements one way"
+SIZE_MISMATCH = "input {name}: binary_data_size is {size}; shape {shape} of {datatype} needs {expected} bytes"
+PAST_THE_BODY = "input {name}: its {size} bytes run past the end of the body ({left} bytes left)"
+TRAILING_BYTES = "{count} bytes of binary data follow the last binary input; binary_data_size must account for all"
+V2_NOT_BOOLEAN = "parameter {name} must be true or false"
+
+# V2: tensors' data and the outputs asked for
+NO_DATA = "input {name} has no data: send its elements in `data`, or its bytes with the parameter binary_data_size"
+NOT_BINARY = ("input {name} has binary_data_size but the request has no Inference-Header-Content-Length: send the "
+              "header, the JSON's byte length")
+DATA_LENGTH = "input {name} has {count} data elements; its shape {shape} needs {expected}"
+DATA_NESTING = "input {name}: nested data does not match its shape {shape}; send it flat, or nested as the shape"
+V2_NOT_A_NUMBER = "input {name}, element {index}: {value} is not a number"
+UNKNOWN_OUTPUT = "unknown output {name}; this model outputs {outputs}"
+DUPLICATE_OUTPUT = "output {name} is requested more than once"
+
+# V2 over gRPC
+GRPC_AUTHORIZATION_MISSING = "this call needs a token: send the metadata authorization: Bearer <token>"
+TOO_MANY_INPUTS = "{count} input tensors; send at most {limit}: one [n, 16] tensor, or the 16 features as [n] tensors"
+RAW_AND_TYPED = "send every input's data either in raw_input_contents or in its contents, not both"
+RAW_COUNT = "{count} raw_input_contents for {inputs} inputs: send one per input, in the inputs' order"
+RAW_SIZE = "input {name}: raw_input_contents holds {size} bytes; shape {shape} of {datatype} needs {expected}"
+CONTENTS_SIZE = "input {name}: contents.{field} holds {count} elements; shape {shape} needs {expected}"
+GRPC_STORE_NOT_BOOLEAN = 'parameter "store" must be a bool_param'
+
+# V2: the model named in the path, and the store parameter
+V2_UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
+V2_UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served}"
+V2_BODY_NOT_JSON = "the body is not valid JSON ({reason})"
+V2_STORE_NOT_BOOLEAN = 'parameter "store" must be true or false'
+
+# Feedback (POST /v1/feedback)
+FEEDBACK_UNAVAILABLE = "the database is unavailable and the local spool cannot take the report ({reason}); retry later"
 
 
 MAX_SHOWN = 40  # characters of a client's value an error message repeats
@@ -189,7 +285,8 @@ class TooLarge(ApiError):
 
 
 class PhotoRefused(ApiError):
-    """A photo that cannot be measured: not an image, too large, empty, no bean, one region filling the frame."""
+    """A photo that cannot be measured: not an image, too large, empty, no bean, one region filling the frame. Raised
+    by photos/ itself, so that `python -m photos extract` says the same as the route."""
 
     status = 422
     code = "photo_refused"
@@ -202,73 +299,52 @@ class StoreUnavailable(ApiError):
     code = "store_unavailable"
 
 
-def error_body(message: str, code: str, detail: Any = None) -> dict[str, Any]:
-    """The one shape of every error answer."""
-    body: dict[str, Any] = {"error": message, "code": code}
-    if detail is not None:
-        body["detail"] = detail
-    return body
+class NotFound(ApiError):
+    """Nothing at this path, or nothing by the name the request gives."""
+
+    status = 404
+    code = "not_found"
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    """Render an ApiError."""
-    return JSONResponse(error_body(error.message, error.code), status_code=error.status)
+class ModelNotFound(NotFound):
+    """The path names a model or version this server does not serve."""
 
 
-def log_answer(api_name: str, error: ApiError) -> None:
-    """One log line for an error answer: a warning for the service's failures, info for a client's mistakes."""
-    log = logger.warning if error.status >= 500 else logger.info
-    log("%s answered %d %s: %s", api_name, error.status, error.code, error.message)
+class UnsupportedMediaType(ApiError):
+    """A body declared as something other than JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
+class UnknownRecords(NotFound):
+    """Feedback names predictions that are not recorded."""
 
 
-def answers_errors(api: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
-    """Turn an ApiError raised by an API into its JSON answer; a client's mistake is logged in one line."""
+class FeedbackConflict(ApiError):
+    """Feedback contradicts a true variety already reported."""
 
-    @functools.wraps(api)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        try:
-            return await api(*args, **kwargs)
-        except ApiError as error:
-            log_answer(api.__name__, error)
-            context = kwargs.get("ctx")
-            if context is not None:  # BentoML applies the context's status to the answer last
-                context.response.status_code = error.status  # type: ignore[attr-defined]
-            return error_response(error)
-
-    return wrapper
+    status = 409
+    code = "conflict"
 
 
-class ClientErrorsAreNotServerErrors(logging.Filter):
-    """BentoML logs a client's invalid input with a traceback at ERROR; make it one line at INFO."""
+class NotStarted(ApiError):
+    """The worker's service instance is not created yet."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None and _is_client_error(error):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg = "%s [%s]: client error: %s"
-            where = record.args[:2] if isinstance(record.args, tuple) else ("?", "?")
-            record.args = (*where, _one_line(error))
-            record.exc_info, record.exc_text = None, None
-        return True
+    status = 503
+    code = "starting"
 
 
-def _is_client_error(error: BaseException) -> bool:
-    from bentoml.exceptions import BentoMLException
-    from pydantic import ValidationError
+class NoReference(ApiError):
+    """The serving model's metadata has no training reference to compare traffic with."""
 
-    if isinstance(error, ValidationError):
-        return True
-    return isinstance(error, BentoMLException) and int(error.error_code) < 500
+    status = 503
+    code = "no_reference"
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300]
 
-
-def quiet_client_errors() -> None:
-    """Install the filter on the logger BentoML reports API exceptions to."""
-    logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorsAreNotServerErrors())
+def log_answer(where: str, error: ApiError) -> None:
+    """One log line for an error answered by `where` (a path, an API, a gRPC method): a warning for the service's
+    failures, info for a client's mistakes."""
+    (logger.warning if error.status >= 500 else logger.info)(
+        "%s answered %d %s: %s", where, error.status, error.code, error.message)

@@ -8,13 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from data.schema import FEATURES, MAX_MAGNITUDE
+from data.schema import EXAMPLE_ROW, FEATURES, MAX_MAGNITUDE
 from trust.assessment import DEFAULT_COVERAGE
 from trust.conformal import MAX_COVERAGE, MIN_COVERAGE
 from trust.consistency import Inconsistency
 
-EXAMPLE_ROW = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82, 0.99, 0.93, 0.82, 0.01, 0.0,
-               0.67, 1.0]  # the tutorial's example bean: a DERMASON
 EXAMPLE_BEAN: dict[str, JsonValue] = dict(zip(FEATURES, EXAMPLE_ROW, strict=True))
 
 StoreStatus = Literal["committed", "spooled", "skipped"]

@@ -13,8 +13,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from api import errors
+from api.errors import MISSING_INPUTS
 from data.schema import CLASSES, FEATURES, MAX_MAGNITUDE
-from protocol.arrays import MISSING_INPUTS
 from trust.assessment import DEFAULT_COVERAGE, assess
 
 if TYPE_CHECKING:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ class ModelCard(BaseModel):
     training_data: TrainingData
 
 
-def model_card(tag: str, trained_at: datetime, metadata: dict[str, Any]) -> ModelCard:
+def model_card(tag: str, trained_at: datetime, metadata: Mapping[str, Any]) -> ModelCard:
     """The card of a model saved by train.py, from its metadata."""
     metrics = metadata["metrics"]
     return ModelCard(

@@ -6,6 +6,7 @@ from typing import Any
 
 from api.schemas import EXAMPLE_BEAN, Bean
 from data.schema import CLASSES, FEATURES
+from serving.running import RunningService
 
 # Measured on the bean's photograph: lengths in pixels, areas in square pixels; the rest are ratios.
 UNITS = {"Area": "px²", "ConvexArea": "px²", "Perimeter": "px", "MajorAxisLength": "px", "MinorAxisLength": "px",
@@ -13,7 +14,7 @@ UNITS = {"Area": "px²", "ConvexArea": "px²", "Perimeter": "px", "MajorAxisLeng
 CHUNK_BEANS = 250  # beans per request when classifying a file: small enough to show progress
 
 
-def page_context(service: Any) -> dict[str, Any]:
+def page_context(service: RunningService) -> dict[str, Any]:
     """Template variables for the page of `service` (the worker's DryBeans instance)."""
     ranges = service.classifier.metadata.get("dataset", {}).get("feature_ranges") or {}
     features = [{"name": name, "description": Bean.model_fields[name].description, "unit": UNITS.get(name, "ratio"),

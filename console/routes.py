@@ -1,13 +1,12 @@
 """The console's routes: the page, its static files, `GET /v1/model`, and `/docs` (Swagger UI) over the OpenAPI
 document with our own info.
 
-Each handler finds the worker's service instance with `bentoml.get_current_service()`; none runs on `/predict`.
+Each handler reads the running service (serving/running.py); none runs on `/predict`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import bentoml
 from fastapi import APIRouter, HTTPException
@@ -18,6 +17,7 @@ from api import errors
 from console.model_card import ModelCard, model_card
 from console.openapi import openapi_document
 from console.page import page_context
+from serving.running import running_service
 
 HERE = Path(__file__).parent
 STATIC = {path.name: path for path in (HERE / "static").iterdir() if path.is_file()}  # served by name, nothing else
@@ -33,8 +33,7 @@ router = APIRouter()
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def console() -> HTMLResponse:
     """The console page."""
-    service = bentoml.get_current_service()
-    return HTMLResponse(TEMPLATES.get_template("console.html").render(page_context(service)))
+    return HTMLResponse(TEMPLATES.get_template("console.html").render(page_context(running_service())))
 
 
 @router.get("/console/static/{name}", include_in_schema=False)
@@ -63,7 +62,7 @@ def swagger_ui(name: str) -> FileResponse:
 def model() -> ModelCard:
     """The champion (the model that answers): tag, training date and holdout metrics, from the model store's
     metadata. Every loaded model and its role: GET /v1/models."""
-    service: Any = bentoml.get_current_service()
+    service = running_service()
     champion = service.classifier
     return model_card(champion.tag, service.trained_at[champion.version], champion.metadata)
 
@@ -71,4 +70,4 @@ def model() -> ModelCard:
 @router.get("/docs.json", include_in_schema=False)
 def openapi() -> JSONResponse:
     """BentoML's OpenAPI document, with this service's title, description and version."""
-    return JSONResponse(openapi_document(bentoml.get_current_service().bento_service))
+    return JSONResponse(openapi_document(running_service().bento_service))

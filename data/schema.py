@@ -10,6 +10,9 @@ FEATURES: tuple[str, ...] = (
 LABEL = "Class"
 CLASSES: tuple[str, ...] = ("BARBUNYA", "BOMBAY", "CALI", "DERMASON", "HOROZ", "SEKER", "SIRA")
 ROWS = 13_611
+# The tutorial's example bean, a DERMASON: the API's documented example, and a check train.py makes before saving.
+EXAMPLE_ROW = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93, 0.82, 0.99, 0.93, 0.82, 0.01, 0.0,
+               0.67, 1.0]
 # Beyond any measurement of a bean (areas are ~10^5 pixels, shape factors < 1), and small enough that scaling and the
 # model's dot products stay finite: a value outside ±MAX_MAGNITUDE is refused, not classified.
 MAX_MAGNITUDE = 1e15

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +44,7 @@ class Classifier:
     classes: tuple[str, ...]
     calibrator: TemperatureScaling
     explainer: PairwiseExplainer | None
-    metadata: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)  # as train.py saved it
+    metadata: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # JSON, as train.py saved it
     ood: OutOfDistribution | None = field(default=None, repr=False, compare=False)  # None: saved before train.py
     conformal: ConformalSets | None = field(default=None, repr=False, compare=False)  # fitted them
 

@@ -22,7 +22,7 @@ from sklearn.svm import SVC
 from config import get_settings
 from data.acquire import load_dataset
 from data.readers import Dataset, DatasetError
-from data.schema import CLASSES, FEATURES
+from data.schema import CLASSES, EXAMPLE_ROW, FEATURES
 from model import MODEL_NAME
 from model.calibration import TemperatureScaling
 from model.champion import compare, current_champion, describe
@@ -45,8 +45,6 @@ from trust.ood import OutOfDistribution
 # The tutorial's split, so that accuracies compare with its 0.923.
 TEST_SIZE = 0.3
 RANDOM_STATE = 17
-DERMASON_EXAMPLE = [33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, 207.93,
-                    0.82, 0.99, 0.93, 0.82, 0.01, 0.0, 0.67, 1.0]  # the tutorial's example bean
 
 
 def build_pipeline(kernel: str = "linear", C: float = 1.0) -> Pipeline:  # C: scikit-learn's name
@@ -162,7 +160,7 @@ def train(args: argparse.Namespace, figures: Figures) -> int:
         print(f"refused: {describe(comparison, MODEL_NAME)}: not better than the champion (--require-better); "
               "nothing saved", file=sys.stderr)
         return 1
-    example = pipeline.predict(np.array([DERMASON_EXAMPLE]))[0]
+    example = pipeline.predict(np.array([EXAMPLE_ROW]))[0]
     if example != "DERMASON":
         print(f"refused: the tutorial's example bean is classified {example}, not DERMASON; nothing saved",
               file=sys.stderr)

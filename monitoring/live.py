@@ -30,17 +30,10 @@ if TYPE_CHECKING:
 
 
 
-class NoReference(errors.ApiError):
-    """The serving model's metadata has no training reference to compare traffic with."""
-
-    status = 503
-    code = "no_reference"
-
-
 def reference_of(tag: str, metadata: Mapping[str, Any]) -> Reference:
     """The training reference stored in the model's metadata by train.py."""
     if "reference" not in metadata:
-        raise NoReference(errors.NO_REFERENCE.format(model=tag))
+        raise errors.NoReference(errors.NO_REFERENCE.format(model=tag))
     return Reference.model_validate(metadata["reference"])
 
 

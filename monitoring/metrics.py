@@ -16,16 +16,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import bentoml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api import errors
 from config import get_settings
 from monitoring import live
 from monitoring.schemas import DriftReport, Figure
+from serving.running import RunningService, service_if_started
 
 logger = logging.getLogger("drybeans")
 
@@ -44,14 +44,14 @@ class Snapshot:
 _latest: Snapshot | None = None
 
 
-def compute(service: Any) -> Snapshot:
+def compute(service: RunningService) -> Snapshot:
     """Compute the gauges' figures for the running service (blocking: run it in a thread)."""
     settings = get_settings()
     tag, metadata = service.classifier.tag, service.classifier.metadata
     try:
         drift: DriftReport | None = live.drift(service.engine, tag, metadata, window=settings.drift_window,
                                                threshold=settings.drift_psi_threshold)
-    except live.NoReference:
+    except errors.NoReference:
         drift = None
     quality = live.quality(service.engine, service.classifier, model=tag, since=None,
                            min_count=settings.quality_min_count, window=settings.drift_window,
@@ -123,7 +123,7 @@ def exposition() -> str:
 async def _refresh_forever(interval: float) -> None:
     global _latest  # one snapshot per worker process, replaced whole
     while True:
-        service = bentoml.get_current_service()
+        service = service_if_started()
         if service is not None:
             try:
                 _latest = await asyncio.to_thread(compute, service)

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from photos.errors import PhotoError
+from api import errors
 from photos.extract import extract
 from photos.segment import BACKGROUNDS
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         extraction = extract(args.photos_dir, args.output, pixels_per_mm=args.pixels_per_mm, disc_mm=args.disc_mm,
                              background=args.background)
-    except (PhotoError, OSError) as exc:
+    except (errors.PhotoRefused, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(extraction.summary(args.output))

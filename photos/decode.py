@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from photos.errors import PhotoError
+from api import errors
 
 MAX_MEGAPIXELS = 40.0
 MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
@@ -21,24 +21,23 @@ def image_format(data: bytes) -> str:
     for magic, name in MAGIC.items():
         if data.startswith(magic):
             return name
-    raise PhotoError("not a PNG or JPEG image: send the photo as a .png or .jpg file")
+    raise errors.PhotoRefused(errors.PHOTO_NOT_AN_IMAGE)
 
 
 def _check_size(width: int, height: int, max_megapixels: float) -> None:
     if width * height == 0:
-        raise PhotoError(f"the photo is empty (0 pixels: {width} x {height})")
+        raise errors.PhotoRefused(errors.PHOTO_NO_PIXELS.format(width=width, height=height))
     if width * height > max_megapixels * 1e6:
-        raise PhotoError(f"the photo is {width * height / 1e6:.0f} megapixels ({width} x {height}); at most "
-                         f"{max_megapixels:g} are accepted: scale it down")
+        raise errors.PhotoRefused(errors.PHOTO_TOO_MANY_PIXELS.format(megapixels=width * height / 1e6, width=width,
+                                                                      height=height, limit=max_megapixels))
 
 
 def decode(data: bytes, *, max_bytes: int, max_megapixels: float = MAX_MEGAPIXELS) -> NDArray[np.uint8]:
     """The photo's grey levels, (height, width) uint8, upright by its EXIF orientation."""
     if not data:
-        raise PhotoError("the photo is empty (0 bytes)")
+        raise errors.PhotoRefused(errors.PHOTO_EMPTY)
     if len(data) > max_bytes:
-        raise PhotoError(f"the photo is {len(data) / 1e6:.1f} MB; at most {max_bytes / 1e6:.1f} MB are accepted: "
-                         "send a smaller or more compressed file")
+        raise errors.PhotoRefused(errors.PHOTO_TOO_LARGE.format(megabytes=len(data) / 1e6, limit=max_bytes / 1e6))
     name = image_format(data)
     if name == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":  # a fixed place: checked before Pillow parses
         declared_width, declared_height = struct.unpack(">II", data[16:24])
@@ -46,11 +45,10 @@ def decode(data: bytes, *, max_bytes: int, max_megapixels: float = MAX_MEGAPIXEL
     try:
         image = Image.open(io.BytesIO(data), formats=[name])  # reads the header only
     except Image.DecompressionBombError as exc:
-        raise PhotoError(f"the photo declares over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels; at "
-                         f"most {max_megapixels:g} are accepted: scale it down") from exc
+        raise errors.PhotoRefused(errors.PHOTO_DECLARES_TOO_MANY_PIXELS.format(
+            megapixels=2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6, limit=max_megapixels)) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError(f"the photo is not a readable {name} image (its header is damaged): export it "
-                         "again") from exc
+        raise errors.PhotoRefused(errors.PHOTO_HEADER_DAMAGED.format(format=name)) from exc
     _check_size(*image.size, max_megapixels)
     if name == "JPEG":
         image.draft("L", image.size)  # the decoder's own luma: no colour conversion, then none to grey
@@ -61,4 +59,4 @@ def decode(data: bytes, *, max_bytes: int, max_megapixels: float = MAX_MEGAPIXEL
             return np.clip(np.rint(levels / 257.0), 0, 255).astype(np.uint8)
         return np.asarray(upright.convert("L"))
     except (OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError(f"the photo's {name} data is damaged or truncated ({exc}): export it again") from exc
+        raise errors.PhotoRefused(errors.PHOTO_DATA_DAMAGED.format(format=name, reason=exc)) from exc

@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from api import errors
 from data.schema import FEATURES, LABEL
-from photos.errors import PhotoError
 from photos.pipeline import read_photo
 from photos.segment import Background
 
@@ -35,13 +35,12 @@ def photos_by_variety(photos_dir: Path) -> list[tuple[str, Path]]:
     """(variety, photo) for every PNG or JPEG photo in the folder's sub-folders; the variety is the sub-folder's
     name, upper-cased."""
     if not photos_dir.is_dir():
-        raise PhotoError(f"{photos_dir} is not a folder: give a folder with one sub-folder of photos per variety")
+        raise errors.PhotoRefused(errors.PHOTOS_NOT_A_FOLDER.format(path=photos_dir))
     found = [(folder.name.upper(), photo)
              for folder in sorted(path for path in photos_dir.iterdir() if path.is_dir())
              for photo in sorted(folder.iterdir()) if photo.is_file() and photo.suffix.lower() in PHOTO_SUFFIXES]
     if not found:
-        raise PhotoError(f"no PNG or JPEG photo in the sub-folders of {photos_dir}: put each variety's photos in a "
-                         "sub-folder named after it (e.g. seker/1.jpg)")
+        raise errors.PhotoRefused(errors.PHOTOS_NONE_FOUND.format(path=photos_dir))
     return found
 
 
@@ -60,7 +59,7 @@ def extract(photos_dir: Path, output: Path, *, pixels_per_mm: float | None = Non
             try:
                 photo = read_photo(path.read_bytes(), background=background, pixels_per_mm=pixels_per_mm,
                                    disc_mm=disc_mm)
-            except (PhotoError, OSError) as exc:
+            except (errors.PhotoRefused, OSError) as exc:
                 extraction.refused.append((name, str(exc)))
                 print(f"refused {name}: {exc}", file=sys.stderr)
                 continue

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from api import errors
 from data.schema import FEATURES
 from photos.decode import MAX_MEGAPIXELS, decode
-from photos.errors import PhotoError
 from photos.measure import MeasuredBean, measure
 from photos.scale import find_disc, rescale
 from photos.segment import BACKGROUNDS, MAX_BEANS, Background, segment
@@ -35,8 +35,7 @@ class Photo:
         if pixels_per_mm is None:
             return rows
         if self.pixels_per_mm is None:
-            raise PhotoError("the photo's scale is unknown: give its pixels per millimetre, or the diameter of a "
-                             "calibration disc photographed with the beans")
+            raise errors.PhotoRefused(errors.PHOTO_SCALE_UNKNOWN)
         return rescale(rows, self.pixels_per_mm, pixels_per_mm)
 
     def rows_for_model(self, model_pixels_per_mm: float | None) -> tuple[NDArray[np.float64], str]:
@@ -62,11 +61,12 @@ def read_photo(data: bytes, *, background: Background | None = None, pixels_per_
     None decides from the photo's edges). The scale comes from `pixels_per_mm`, or from a flat disc of diameter
     `disc_mm` photographed with the beans, which is then not counted as a bean; without either it is unknown."""
     if background is not None and background not in BACKGROUNDS:
-        raise PhotoError(f"background must be one of {', '.join(BACKGROUNDS)}, not {background!r}")
+        raise errors.PhotoRefused(errors.PHOTO_BACKGROUND.format(known=", ".join(BACKGROUNDS),
+                                                                  background=errors.shown(background)))
     if pixels_per_mm is not None and disc_mm is not None:
-        raise PhotoError("give the photo's pixels per millimetre or a calibration disc's diameter, not both")
+        raise errors.PhotoRefused(errors.PHOTO_TWO_SCALES)
     if pixels_per_mm is not None and not (math.isfinite(pixels_per_mm) and pixels_per_mm > 0):
-        raise PhotoError(f"pixels per millimetre must be a positive number, not {pixels_per_mm}")
+        raise errors.PhotoRefused(errors.PHOTO_SCALE_NOT_POSITIVE.format(value=pixels_per_mm))
     image = decode(data, max_bytes=max_bytes, max_megapixels=max_megapixels)
     with_disc = disc_mm is not None
     beans = [measure(region) for region in segment(image, background=background, max_regions=max_beans + with_disc)]
@@ -74,6 +74,6 @@ def read_photo(data: bytes, *, background: Background | None = None, pixels_per_
         disc, pixels_per_mm = find_disc([bean.features for bean in beans], disc_mm)
         del beans[disc]
         if not beans:
-            raise PhotoError("no bean found besides the calibration disc")
+            raise errors.PhotoRefused(errors.PHOTO_ONLY_THE_DISC)
     height, width = image.shape
     return Photo(width, height, pixels_per_mm, beans)

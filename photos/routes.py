@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import bentoml
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.responses import Response
 
-from api import errors
 from config import get_settings
-from photos.errors import PhotoError
 from photos.pipeline import read_photo
 from photos.schemas import PhotoResponse
 from serving.answers import photo_answer
+from serving.running import running_service
 from trust.assessment import DEFAULT_COVERAGE
 from trust.conformal import MAX_COVERAGE, MIN_COVERAGE
 
@@ -43,15 +41,13 @@ async def classify_photo(
     """Find every whole bean in a photo (beans cut by the frame and specks are left out, touching beans separated),
     measure its 16 features as the dataset defines them, and classify it with everything `/v1/classify` gives."""
     settings = get_settings()
-    service: Any = bentoml.get_current_service()
+    service = running_service()
     data = await image.read()
-    try:  # about 0.6 s of pixels for 12 megapixels: off the event loop
-        photo = await asyncio.to_thread(read_photo, data, background=background, pixels_per_mm=pixels_per_mm,
-                                        disc_mm=disc_mm, max_bytes=settings.max_body_bytes,
-                                        max_megapixels=settings.max_photo_megapixels,
-                                        max_beans=settings.max_beans_per_photo)
-    except PhotoError as exc:
-        raise errors.PhotoRefused(str(exc)) from None
+    # About 0.6 s of pixels for 12 megapixels: off the event loop. A photo it cannot measure: PhotoRefused, 422.
+    photo = await asyncio.to_thread(read_photo, data, background=background, pixels_per_mm=pixels_per_mm,
+                                    disc_mm=disc_mm, max_bytes=settings.max_body_bytes,
+                                    max_megapixels=settings.max_photo_megapixels,
+                                    max_beans=settings.max_beans_per_photo)
     model_pixels_per_mm = service.classifier.metadata.get("pixels_per_mm")
     rows, scale = photo.rows_for_model(model_pixels_per_mm)
     answered = await service.score_and_record(rows, store=store, want_ids=True, coverage=coverage)

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from api import errors
 from data.schema import FEATURES
-from photos.errors import PhotoError
 
 # Each feature's dimension in pixels: a length 1, an area 2, L/A -1, A/L^3 -1, a ratio 0.
 DIMENSIONS = {"Area": 2, "Perimeter": 1, "MajorAxisLength": 1, "MinorAxisLength": 1, "ConvexArea": 2,
@@ -28,7 +28,7 @@ def rescale(rows: NDArray[np.float64], photo_pixels_per_mm: float, model_pixels_
     """(n, 16) features measured at the photo's scale, as the model's scale would have measured them."""
     for name, value in (("photo", photo_pixels_per_mm), ("model", model_pixels_per_mm)):
         if not (math.isfinite(value) and value > 0):
-            raise PhotoError(f"the {name}'s pixels per millimetre must be a positive number, not {value}")
+            raise errors.PhotoRefused(errors.SCALE_NOT_POSITIVE.format(name=name, value=value))
     factor = model_pixels_per_mm / photo_pixels_per_mm
     return np.asarray(rows, dtype=np.float64) * factor**_POWERS  # type: ignore[no-any-return]
 
@@ -43,16 +43,15 @@ def find_disc(rows: Sequence[NDArray[np.float64]], diameter_mm: float) -> tuple[
     """Which region is the calibration disc (the most circular one, if it is round enough) and the photo's pixels
     per millimetre that its diameter gives."""
     if not (math.isfinite(diameter_mm) and diameter_mm > 0):
-        raise PhotoError(f"the calibration disc's diameter must be a positive number of millimetres, not {diameter_mm}")
+        raise errors.PhotoRefused(errors.DISC_NOT_POSITIVE.format(value=diameter_mm))
     if not rows:
-        raise PhotoError("no calibration disc found: nothing was found in the photo")
+        raise errors.PhotoRefused(errors.NO_DISC_NOTHING_FOUND)
     index = max(range(len(rows)), key=lambda i: circularity(rows[i]))
     disc = rows[index]
     minor_over_major = disc[_INDEX["MinorAxisLength"]] / disc[_INDEX["MajorAxisLength"]]
     if (disc[_INDEX["roundness"]] < DISC_MIN_ROUNDNESS or disc[_INDEX["Solidity"]] < DISC_MIN_SOLIDITY
             or minor_over_major < DISC_MIN_AXIS_RATIO):
-        raise PhotoError(f"no calibration disc found: the roundest region has roundness "
-                         f"{disc[_INDEX['roundness']]:.3f}, solidity {disc[_INDEX['Solidity']]:.3f} and axis ratio "
-                         f"{minor_over_major:.3f} (a disc has about 1 for each): lay a flat disc of {diameter_mm:g} mm "
-                         "beside the beans, apart from them, and photograph it from straight above")
+        raise errors.PhotoRefused(errors.NO_DISC_ROUND_ENOUGH.format(
+            roundness=disc[_INDEX["roundness"]], solidity=disc[_INDEX["Solidity"]], ratio=minor_over_major,
+            diameter=diameter_mm))
     return index, float(disc[_INDEX["EquivDiameter"]]) / diameter_mm

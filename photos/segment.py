@@ -15,7 +15,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import watershed
 
-from photos.errors import PhotoError
+from api import errors
 from photos.hull import convex_area
 
 Background = Literal["light", "dark"]
@@ -71,8 +71,7 @@ def segment(image: NDArray[np.uint8], *, background: Background | None = None,
     cut = set().union(*edges)  # beans the frame cuts cannot be measured
     candidates = [label for label, area in areas.items() if area >= MIN_BEAN_PIXELS and label not in cut]
     if not candidates:
-        raise PhotoError(f"no bean found: nothing stands out of the {background} background by at least "
-                         f"{MIN_BEAN_PIXELS} pixels without touching the photo's edge")
+        raise errors.PhotoRefused(errors.PHOTO_NO_BEAN.format(background=background, pixels=MIN_BEAN_PIXELS))
     median = float(np.median([areas[label] for label in candidates]))
     smallest = max(MIN_BEAN_PIXELS, SPECK_FRACTION * median)
     kept = [label for label in candidates if areas[label] >= smallest]
@@ -91,7 +90,7 @@ def _foreground(smoothed: NDArray[np.uint8], background: Background | None) -> t
     """The pixels on the beans' side of Otsu's threshold, and the background: as given, else the side most of
     the photo's border lies on."""
     if smoothed.min() == smoothed.max():
-        raise PhotoError("no bean found: the photo is one uniform grey")
+        raise errors.PhotoRefused(errors.PHOTO_UNIFORM)
     threshold = threshold_otsu(smoothed[::2, ::2])  # every fourth pixel: the same histogram, a quarter the work
     if background is None:
         border = np.concatenate([smoothed[0], smoothed[-1], smoothed[:, 0], smoothed[:, -1]])
@@ -107,18 +106,16 @@ def _refuse_the_background_as_a_bean(largest: int, on_every_edge: set[int], pixe
                                      background: Background) -> None:
     """A region filling most of the photo, or reaching all four edges, is the background seen as a bean."""
     other = BACKGROUNDS[1 - BACKGROUNDS.index(background)]
-    advice = (f"photograph the beans apart on a plain {background} background that shows all around them, or set "
-              f"the background to {other} if it is {other}")
+    advice = errors.PHOTO_BACKGROUND_ADVICE.format(background=background, other=other)
     if largest > MAX_FILL_FRACTION * pixels:
-        raise PhotoError(f"one region fills {100 * largest / pixels:.0f}% of the photo: {advice}")
+        raise errors.PhotoRefused(errors.PHOTO_REGION_FILLS.format(percent=100 * largest / pixels, advice=advice))
     if on_every_edge:
-        raise PhotoError(f"one region reaches all four edges of the photo: {advice}")
+        raise errors.PhotoRefused(errors.PHOTO_REGION_ON_EVERY_EDGE.format(advice=advice))
 
 
 def _refuse_too_many(count: int, limit: int) -> None:
     if count > limit:
-        raise PhotoError(f"{count} beans found; at most {limit} are measured in one photo: photograph fewer beans "
-                         "at a time")
+        raise errors.PhotoRefused(errors.PHOTO_TOO_MANY_BEANS.format(count=count, limit=limit))
 
 
 def _fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

@@ -22,23 +22,10 @@ from data.schema import FEATURES, MAX_MAGNITUDE
 
 Matrix = npt.NDArray[np.float64]
 
-FEATURES_INPUT = "features"
+FEATURES_INPUT = errors.V2_FEATURES_INPUT
 ITEM_SIZES = {"FP64": 8, "FP32": 4}
 DTYPES: dict[str, np.dtype[Any]] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 
-INPUT_HELP = (f"send one FP64 (or FP32) tensor of shape [n, {len(FEATURES)}] (any name, e.g. "
-              f'"{FEATURES_INPUT}"), or the {len(FEATURES)} features as tensors of shape [n] named '
-              f"{', '.join(FEATURES)}")
-AMBIGUOUS_INPUTS = "{count} input tensors and none is a feature name, so which one holds the beans? " + INPUT_HELP
-UNKNOWN_INPUTS = "unknown input {names}; " + INPUT_HELP
-MISSING_INPUTS = "missing input {names}; " + INPUT_HELP
-DUPLICATE_INPUT = "input {name} is given more than once"
-FEATURES_NOT_ALONE = f'input "{FEATURES_INPUT}" holds all {len(FEATURES)} features: send it alone, not with {{names}}'
-WRONG_DATATYPE = "input {name} has datatype {datatype}; this model takes FP64 or FP32"
-WRONG_SHAPE = "input {name} has shape {shape}; it must be {expected}"
-DIFFERENT_LENGTHS = "the feature tensors have different lengths: {name} has {count} beans, {first} has {expected}"
-NOT_FINITE = "input {name}, element {index}: {value} is not a finite number"
-OUT_OF_RANGE = "input {name}, element {index}: {value} is out of range; measurements lie within ±{limit:g}"
 
 
 @dataclass(frozen=True)
@@ -58,29 +45,29 @@ def feature_matrix(tensors: Sequence[Tensor], max_beans: int) -> Matrix:
     by_name: dict[str, Tensor] = {}
     for tensor in tensors:
         if tensor.name in by_name:
-            raise errors.InvalidInput(DUPLICATE_INPUT.format(name=errors.shown(tensor.name)))
+            raise errors.InvalidInput(errors.DUPLICATE_INPUT.format(name=errors.shown(tensor.name)))
         by_name[tensor.name] = tensor
     named_features = [name for name in by_name if name in FEATURES]
     if len(tensors) == 1 and not named_features:
         return _matrix(tensors[0], max_beans)
     if FEATURES_INPUT in by_name:
         others = ", ".join(errors.shown(name) for name in by_name if name != FEATURES_INPUT)
-        raise errors.InvalidInput(FEATURES_NOT_ALONE.format(names=others))
+        raise errors.InvalidInput(errors.FEATURES_NOT_ALONE.format(names=others))
     if not named_features:
-        raise errors.InvalidInput(AMBIGUOUS_INPUTS.format(count=len(tensors)))
+        raise errors.InvalidInput(errors.AMBIGUOUS_INPUTS.format(count=len(tensors)))
     unknown = [name for name in by_name if name not in FEATURES]
     if unknown:
-        raise errors.InvalidInput(UNKNOWN_INPUTS.format(names=", ".join(errors.shown(name) for name in unknown)))
+        raise errors.InvalidInput(errors.UNKNOWN_INPUTS.format(names=", ".join(errors.shown(name) for name in unknown)))
     missing = [name for name in FEATURES if name not in by_name]
     if missing:
-        raise errors.InvalidInput(MISSING_INPUTS.format(names=", ".join(repr(name) for name in missing)))
+        raise errors.InvalidInput(errors.MISSING_INPUTS.format(names=", ".join(repr(name) for name in missing)))
     first = by_name[FEATURES[0]]
     count = _column_length(first)
     for name in FEATURES:
         length = _column_length(by_name[name])
         if length != count:
-            raise errors.InvalidInput(DIFFERENT_LENGTHS.format(name=repr(name), count=length, first=repr(first.name),
-                                                               expected=count))
+            raise errors.InvalidInput(errors.DIFFERENT_LENGTHS.format(name=repr(name), count=length,
+                                                                      first=repr(first.name), expected=count))
     parsing.check_count(count, max_beans)
     return np.column_stack([_checked(by_name[name]) for name in FEATURES])
 
@@ -90,7 +77,7 @@ def _matrix(tensor: Tensor, max_beans: int) -> Matrix:
     _check_datatype(tensor)
     width = len(FEATURES)
     if tensor.shape not in ((width,), (tensor.shape[0], width)) or tensor.shape[0] < 0:
-        raise errors.InvalidInput(WRONG_SHAPE.format(name=errors.shown(tensor.name), shape=_shown_shape(tensor),
+        raise errors.InvalidInput(errors.WRONG_SHAPE.format(name=errors.shown(tensor.name), shape=_shown_shape(tensor),
                                                      expected=f"[n, {width}] or [{width}]"))
     count = 1 if len(tensor.shape) == 1 else tensor.shape[0]
     parsing.check_count(count, max_beans)
@@ -101,13 +88,13 @@ def _column_length(tensor: Tensor) -> int:
     _check_datatype(tensor)
     if tensor.shape[:1] and tensor.shape[0] >= 0 and tensor.shape[1:] in ((), (1,)):
         return tensor.shape[0]
-    raise errors.InvalidInput(WRONG_SHAPE.format(name=repr(tensor.name), shape=_shown_shape(tensor),
+    raise errors.InvalidInput(errors.WRONG_SHAPE.format(name=repr(tensor.name), shape=_shown_shape(tensor),
                                                  expected="[n] or [n, 1]"))
 
 
 def _check_datatype(tensor: Tensor) -> None:
     if tensor.datatype not in ITEM_SIZES:
-        raise errors.InvalidInput(WRONG_DATATYPE.format(name=errors.shown(tensor.name),
+        raise errors.InvalidInput(errors.WRONG_DATATYPE.format(name=errors.shown(tensor.name),
                                                         datatype=errors.shown(tensor.datatype)))
 
 
@@ -123,7 +110,7 @@ def _checked(tensor: Tensor) -> Matrix:
     bad = ~np.isfinite(values) | (np.abs(values) > MAX_MAGNITUDE)
     if bad.any():
         index = int(np.argmax(bad))
-        message = OUT_OF_RANGE if math.isfinite(values[index]) else NOT_FINITE
+        message = errors.V2_OUT_OF_RANGE if math.isfinite(values[index]) else errors.V2_NOT_FINITE
         raise errors.InvalidInput(message.format(name=errors.shown(tensor.name), index=index, value=values[index],
                                                  limit=MAX_MAGNITUDE))
     if tensor.datatype == "FP32" and decoded.dtype != np.float32:

@@ -29,21 +29,13 @@ SIZE = "binary_data_size"
 OUTPUT = "binary_data"
 ALL_OUTPUTS = "binary_data_output"
 
-BAD_HEADER = ("Inference-Header-Content-Length is {given}; it must be the byte length of the JSON that starts the "
-              "body, at most the body's {size} bytes")
-BAD_SIZE = "input {name}: binary_data_size must be a whole number of bytes, not {given}"
-SIZE_AND_DATA = "input {name} has both binary_data_size and data: send its elements one way"
-SIZE_MISMATCH = "input {name}: binary_data_size is {size}; shape {shape} of {datatype} needs {expected} bytes"
-PAST_THE_BODY = "input {name}: its {size} bytes run past the end of the body ({left} bytes left)"
-TRAILING_BYTES = "{count} bytes of binary data follow the last binary input; binary_data_size must account for all"
-NOT_BOOLEAN = "parameter {name} must be true or false"
 
 
 def split(body: bytes, declared: str) -> tuple[bytes, memoryview]:
     """The JSON and the binary part of a request body, by the value of its Inference-Header-Content-Length."""
     length = int(declared) if declared.isdigit() and len(declared) <= 12 else -1
     if not 0 < length <= len(body):
-        raise errors.InvalidInput(BAD_HEADER.format(given=errors.shown(declared), size=len(body)))
+        raise errors.InvalidInput(errors.BAD_HEADER.format(given=errors.shown(declared), size=len(body)))
     return body[:length], memoryview(body)[length:]
 
 
@@ -59,7 +51,7 @@ def binary_size(name: str, parameters: Mapping[str, object] | None) -> int | Non
     if size is None:
         return None
     if type(size) is not int or size < 0:
-        raise errors.InvalidInput(BAD_SIZE.format(name=errors.shown(name), given=errors.shown(size)))
+        raise errors.InvalidInput(errors.BAD_SIZE.format(name=errors.shown(name), given=errors.shown(size)))
     return size
 
 
@@ -68,12 +60,13 @@ def tensor(name: str, datatype: str, shape: Sequence[int], size: int, data: memo
     """The input whose `size` bytes start at `offset` of the binary part; its size is checked against its shape and
     datatype before a byte of it is read."""
     if offset + size > len(data):
-        raise errors.InvalidInput(PAST_THE_BODY.format(name=errors.shown(name), size=size, left=len(data) - offset))
+        raise errors.InvalidInput(errors.PAST_THE_BODY.format(name=errors.shown(name), size=size,
+                                                              left=len(data) - offset))
 
     def decode() -> npt.NDArray[np.floating[Any]]:
         expected = math.prod(shape) * arrays.ITEM_SIZES[datatype]
         if size != expected:
-            raise errors.InvalidInput(SIZE_MISMATCH.format(name=errors.shown(name), size=size, shape=list(shape),
+            raise errors.InvalidInput(errors.SIZE_MISMATCH.format(name=errors.shown(name), size=size, shape=list(shape),
                                                            datatype=datatype, expected=expected))
         return np.frombuffer(data[offset:offset + size], dtype=arrays.DTYPES[datatype])
 
@@ -83,14 +76,14 @@ def tensor(name: str, datatype: str, shape: Sequence[int], size: int, data: memo
 def check_consumed(data: memoryview, used: int) -> None:
     """Refuse binary bytes that no input claimed."""
     if used != len(data):
-        raise errors.InvalidInput(TRAILING_BYTES.format(count=len(data) - used))
+        raise errors.InvalidInput(errors.TRAILING_BYTES.format(count=len(data) - used))
 
 
 def flag(name: str, parameters: Mapping[str, object] | None, default: bool = False) -> bool:
     """A boolean parameter of the extension (`binary_data`, `binary_data_output`)."""
     value = (parameters or {}).get(name, default)
     if type(value) is not bool:
-        raise errors.InvalidInput(NOT_BOOLEAN.format(name=name))
+        raise errors.InvalidInput(errors.V2_NOT_BOOLEAN.format(name=name))
     return value
 
 

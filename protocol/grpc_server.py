@@ -26,10 +26,11 @@ from api.errors import ApiError, logger
 from protocol import arrays, tensors
 from protocol.proto import open_inference_grpc_pb2 as pb
 from protocol.proto import open_inference_grpc_pb2_grpc as pb_grpc
-from protocol.routes import PLATFORM, Service, served_model
+from protocol.routes import PLATFORM, served_model
 from protocol.schemas import MAX_INPUTS, REQUEST_ID, STORE, STORED
-from rollout.registry import CLIENT_KEY_HEADER, client_key
 from serving.auth import authorize
+from serving.client_keys import CLIENT_KEY_HEADER, client_key
+from serving.running import RunningService
 from serving.token_file import Tokens
 
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -38,13 +39,6 @@ STATUS_BY_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UN
                   403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
                   413: grpc.StatusCode.INVALID_ARGUMENT, 415: grpc.StatusCode.INVALID_ARGUMENT,
                   422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
-AUTHORIZATION_MISSING = "this call needs a token: send the metadata authorization: Bearer <token>"
-TOO_MANY_INPUTS = "{count} input tensors; send at most {limit}: one [n, 16] tensor, or the 16 features as [n] tensors"
-RAW_AND_TYPED = "send every input's data either in raw_input_contents or in its contents, not both"
-RAW_COUNT = "{count} raw_input_contents for {inputs} inputs: send one per input, in the inputs' order"
-RAW_SIZE = "input {name}: raw_input_contents holds {size} bytes; shape {shape} of {datatype} needs {expected}"
-CONTENTS_SIZE = "input {name}: contents.{field} holds {count} elements; shape {shape} needs {expected}"
-STORE_NOT_BOOLEAN = 'parameter "store" must be a bool_param'
 
 
 Request = TypeVar("Request")
@@ -70,7 +64,7 @@ def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Resp
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The six V2 calls, on one worker's service instance."""
 
-    def __init__(self, service: Service, tokens: Tokens | None, protect_predict: bool) -> None:
+    def __init__(self, service: RunningService, tokens: Tokens | None, protect_predict: bool) -> None:
         self.service = service
         self._tokens = tokens
         self._protect_predict = protect_predict
@@ -142,18 +136,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return
         metadata = dict(context.invocation_metadata() or ())
         authorize(self._tokens, str(metadata.get("authorization", "")).encode(), "predict",
-                  missing=AUTHORIZATION_MISSING)
+                  missing=errors.GRPC_AUTHORIZATION_MISSING)
 
 
 def input_tensors(request: pb.ModelInferRequest) -> list[arrays.Tensor]:
     """The request's inputs, declared for decoding from raw_input_contents (one per input) or typed contents."""
     inputs, raw = request.inputs, request.raw_input_contents
     if len(inputs) > MAX_INPUTS:  # as REST's schema bounds them
-        raise errors.InvalidInput(TOO_MANY_INPUTS.format(count=len(inputs), limit=MAX_INPUTS))
+        raise errors.InvalidInput(errors.TOO_MANY_INPUTS.format(count=len(inputs), limit=MAX_INPUTS))
     if raw and len(raw) != len(inputs):
-        raise errors.InvalidInput(RAW_COUNT.format(count=len(raw), inputs=len(inputs)))
+        raise errors.InvalidInput(errors.RAW_COUNT.format(count=len(raw), inputs=len(inputs)))
     if raw and any(tensor.HasField("contents") for tensor in inputs):
-        raise errors.InvalidInput(RAW_AND_TYPED)
+        raise errors.InvalidInput(errors.RAW_AND_TYPED)
     return [arrays.Tensor(tensor.name, tensor.datatype, tuple(tensor.shape),
                           functools.partial(_from_raw, tensor, raw[index]) if raw
                           else functools.partial(_from_contents, tensor))
@@ -163,7 +157,7 @@ def input_tensors(request: pb.ModelInferRequest) -> list[arrays.Tensor]:
 def _from_raw(tensor: pb.ModelInferRequest.InferInputTensor, data: bytes) -> npt.NDArray[np.floating[Any]]:
     expected = math.prod(tensor.shape) * arrays.ITEM_SIZES[tensor.datatype]
     if len(data) != expected:
-        raise errors.InvalidInput(RAW_SIZE.format(name=errors.shown(tensor.name), size=len(data),
+        raise errors.InvalidInput(errors.RAW_SIZE.format(name=errors.shown(tensor.name), size=len(data),
                                                   shape=list(tensor.shape), datatype=tensor.datatype,
                                                   expected=expected))
     return np.frombuffer(data, dtype=arrays.DTYPES[tensor.datatype])
@@ -173,7 +167,7 @@ def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> npt.NDArray
     field = "fp64_contents" if tensor.datatype == "FP64" else "fp32_contents"
     contents, expected = getattr(tensor.contents, field), math.prod(tensor.shape)
     if len(contents) != expected:
-        raise errors.InvalidInput(CONTENTS_SIZE.format(name=errors.shown(tensor.name), field=field,
+        raise errors.InvalidInput(errors.CONTENTS_SIZE.format(name=errors.shown(tensor.name), field=field,
                                                        count=len(contents), shape=list(tensor.shape),
                                                        expected=expected))
     return np.array(contents, dtype=arrays.DTYPES[tensor.datatype])
@@ -184,7 +178,7 @@ def _store(parameters: Any) -> bool:
         return True
     parameter = parameters[STORE]
     if parameter.WhichOneof("parameter_choice") != "bool_param":
-        raise errors.InvalidInput(STORE_NOT_BOOLEAN)
+        raise errors.InvalidInput(errors.GRPC_STORE_NOT_BOOLEAN)
     return bool(parameter.bool_param)
 
 
@@ -206,7 +200,7 @@ def _add_output(response: pb.ModelInferResponse, array: tensors.OutputArray, *, 
 class HealthServicer(health_pb2_grpc.HealthServicer):
     """`grpc.health.v1.Health/Check` for Kubernetes' gRPC probes: SERVING while the worker is ready."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: RunningService) -> None:
         self.service = service
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext,
@@ -220,7 +214,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         return health_pb2.HealthCheckResponse(status=status)
 
 
-async def start(service: Service, port: int, *, tokens: Tokens | None, protect_predict: bool,
+async def start(service: RunningService, port: int, *, tokens: Tokens | None, protect_predict: bool,
                 max_message_bytes: int) -> grpc.aio.Server:
     """Serve V2 and health over gRPC on `port` (all interfaces, shared by the workers) from this worker's loop."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1),

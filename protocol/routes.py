@@ -1,27 +1,24 @@
-"""The V2 REST endpoints, on the running service's classifier and recorder (found with get_current_service).
+"""The V2 REST endpoints, on the running service's models and recorder (serving/running.py).
 
 Every failure is `{"error": message, "code": ...}`: 400 for a malformed request (the spec's status), 404 for a
 model or version this server does not serve, 413 over the service's per-request bean limit (as its other
-endpoints), 415 for a body declared as something other than JSON (or, with binary tensor data, than
-application/octet-stream). Tritonclient sends no Content-Type: a body without one is read as JSON, unless it comes
-from a web page (the body guard refuses it when there is an `Origin`).
+endpoints), 415 from the body guard (serving/guard.py) for a body declared as something other than JSON (or, with
+binary tensor data, than application/octet-stream). Tritonclient sends no Content-Type: a body without one is read
+as JSON, unless it comes from a web page (the guard refuses it when there is an `Origin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 import bentoml
-import numpy as np
-import numpy.typing as npt
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from api import errors
-from api.errors import ApiError, error_response, logger
+from api import errors, rest_errors
 from protocol import binary, tensors
 from protocol.schemas import (
     REQUEST_ID,
@@ -36,49 +33,17 @@ from protocol.schemas import (
     ServerMetadata,
     ServerReady,
 )
-from rollout.registry import CLIENT_KEY_HEADER, client_key
 from serving.bodies import replay
-from serving.guard import summarise
+from serving.client_keys import CLIENT_KEY_HEADER, client_key
+from serving.running import RunningService, running_service
 
 SERVER_NAME = "drybeans"
 PLATFORM = "sklearn_pickle"  # "<project>_<format>", information only
 EXTENSIONS = ("binary_tensor_data",)  # Triton's name for the binary tensor data extension (protocol/binary.py)
-UNKNOWN_MODEL = "unknown model {name}; this server serves {served!r}"
-UNKNOWN_VERSION = "model {name!r} has no version {version}; it has {served}"
-STORE_NOT_BOOLEAN = 'parameter "store" must be true or false'
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description} for status, description in (
         (400, "a malformed request: the message names the problem"), (404, "no such model or version"),
         (413, "more beans than the service takes in one request"))}
-
-
-class ModelNotFound(ApiError):
-    """The path names a model or version this server does not serve."""
-
-    status: ClassVar[int] = 404
-    code: ClassVar[str] = "not_found"
-
-
-class Service(Protocol):
-    """What the routes use of the running `DryBeans` instance."""
-
-    models: Any  # rollout.registry.Models
-    max_beans: int
-
-    @property
-    def classifier(self) -> Any:
-        """The champion (a model.classifier.Classifier, imported by the worker only: it pulls in scikit-learn)."""
-
-    async def score_and_record(self, rows: npt.NDArray[np.float64], *, store: bool, client_key: str | None = None,
-                               version: str | None = None) -> Any:
-        """Score with the model the request's key or version chooses, assess, and record unless `store` is false:
-        a serving.answers.Answered."""
-
-    async def readiness(self) -> Any:
-        """A report whose `ready` says whether predictions can be served and recorded."""
-
-    def alive(self) -> bool:
-        """Whether the worker can still record predictions."""
 
 
 class V2Route(APIRoute):
@@ -89,58 +54,39 @@ class V2Route(APIRoute):
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
+            declared = request.headers.get(binary.HEADER)
+            if declared is not None:  # binary tensor data: the JSON, then the tensors' bytes
+                json_part, request.state.binary = binary.split(await request.body(), declared)
+                request = Request(binary.json_scope(request.scope), replay(json_part))
             try:
-                declared = request.headers.get(binary.HEADER)
-                content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-                if request.method == "POST" and content_type not in (
-                        ("application/json", "application/octet-stream") if declared else ("application/json",)):
-                    raise UnsupportedMediaType(errors.UNSUPPORTED_MEDIA_TYPE)
-                if declared is not None:  # binary tensor data: the JSON, then the tensors' bytes
-                    json_part, request.state.binary = binary.split(await request.body(), declared)
-                    request = Request(binary.json_scope(request.scope), replay(json_part))
                 return await handler(request)
-            except RequestValidationError as invalid:
-                error: ApiError = errors.InvalidInput(_summary(invalid.errors()))
-            except ApiError as raised:
-                error = raised
-            logger.info("%s answered %d %s: %s", request.url.path, error.status, error.code, error.message)
-            return error_response(error)
+            except RequestValidationError as invalid:  # answered by the web app's handler for ApiError
+                raise errors.InvalidInput(rest_errors.summarise([_named(problem) for problem in invalid.errors()])
+                                          ) from None
 
         return answer
-
-
-class UnsupportedMediaType(ApiError):
-    """A body declared as something other than JSON."""
-
-    status: ClassVar[int] = 415
-    code: ClassVar[str] = "unsupported_media_type"
 
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"], route_class=V2Route,
                    strict_content_type=False, responses=ERRORS)
 
 
-def _service() -> Service:
-    service: Service = bentoml.get_current_service()
-    return service
-
-
-def _model(name: str, version: str | None = None) -> tuple[Service, str, str | None]:
+def _model(name: str, version: str | None = None) -> tuple[RunningService, str, str | None]:
     """The service, and the model's name and version (None: the roles choose), when the path names a loaded one;
     ModelNotFound otherwise."""
-    service = _service()
+    service = running_service()
     return (service, *served_model(service, name, version))
 
 
-def served_model(service: Service, name: str, version: str | None) -> tuple[str, str | None]:
+def served_model(service: RunningService, name: str, version: str | None) -> tuple[str, str | None]:
     """The served model's name, and `version` when it is loaded (None when the path names none: the roles choose
     who answers); ModelNotFound otherwise. Every loaded version can be named (`/versions/{v}/infer`), the
     shadow's and the idle ones' too."""
     served_name = service.classifier.tag.partition(":")[0]
     if name != served_name:
-        raise ModelNotFound(UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
+        raise errors.ModelNotFound(errors.V2_UNKNOWN_MODEL.format(name=errors.shown(name), served=served_name))
     if version is not None and version not in service.models.versions:
-        raise ModelNotFound(UNKNOWN_VERSION.format(name=name, version=errors.shown(version),
+        raise errors.ModelNotFound(errors.V2_UNKNOWN_VERSION.format(name=name, version=errors.shown(version),
                                                    served=", ".join(service.models.versions)))
     return served_name, version
 
@@ -154,7 +100,7 @@ async def server_metadata() -> ServerMetadata:
 @router.get("/health/live", responses={503: {"model": ServerLive}})
 async def server_live() -> JSONResponse:
     """Live: this worker can answer and record predictions (503 once it cannot)."""
-    alive = _service().alive()
+    alive = running_service().alive()
     return JSONResponse(ServerLive(live=alive).model_dump(), status_code=200 if alive else 503)
 
 
@@ -162,7 +108,7 @@ async def server_live() -> JSONResponse:
 async def server_ready() -> JSONResponse:
     """Ready: the model is loaded and each prediction can be recorded (the database answers, or the spool has
     room); 503 otherwise. The same test as /readyz."""
-    report = await _service().readiness()
+    report = await running_service().readiness()
     return JSONResponse(ServerReady(live=True, ready=report.ready).model_dump(),
                         status_code=200 if report.ready else 503)
 
@@ -209,14 +155,14 @@ async def infer(request: InferenceRequest, http: Request, model_name: str, model
     return Response(content, headers=headers, media_type=headers.pop("content-type"))
 
 
-async def answer_inference(service: Service, request: InferenceRequest, name: str, version: str | None,
+async def answer_inference(service: RunningService, request: InferenceRequest, name: str, version: str | None,
                            data: memoryview | None = None, key: str | None = None) -> tuple[bytes, dict[str, str]]:
     """Classify (with `version`, or the model the roles choose for `key`), record unless told not to, and answer:
     the body and its headers (content-type included). `data`: the binary part of the body, when it had one. Also
     run by the V2 shortcut (protocol/shortcut.py)."""
     store = (request.parameters or {}).get(STORE, True)
     if not isinstance(store, bool):
-        raise errors.InvalidInput(STORE_NOT_BOOLEAN)
+        raise errors.InvalidInput(errors.V2_STORE_NOT_BOOLEAN)
     names = tensors.requested_outputs(request.outputs, tensors.available_outputs(
         service.models.get(version) if version else service.classifier))
     as_binary = tensors.binary_outputs(request.outputs, names, request.parameters)
@@ -232,8 +178,8 @@ async def answer_inference(service: Service, request: InferenceRequest, name: st
     return content, {**headers, "content-type": "application/octet-stream" if blobs else "application/json"}
 
 
-def _summary(problems: Sequence[Mapping[str, Any]]) -> str:
-    """One line naming the first few validation problems, as the guard names them: `inputs.0.shape: Field
-    required`; a body that is not JSON is said so."""
-    return summarise([{"msg": f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'cannot be parsed')})"}
-                      if problem.get("type") == "json_invalid" else problem for problem in problems])
+def _named(problem: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A validation problem as V2 names it: a body that is not JSON is said so, in so many words."""
+    if problem.get("type") != "json_invalid":
+        return problem
+    return {"msg": errors.V2_BODY_NOT_JSON.format(reason=problem.get("ctx", {}).get("error", "cannot be parsed"))}

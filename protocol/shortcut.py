@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import re
 
-import bentoml
-from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import errors
-from protocol.routes import Service, answer_inference, served_model
+from api import errors, rest_errors
+from protocol.routes import answer_inference, served_model
 from protocol.schemas import InferenceRequest
-from rollout.registry import client_key_in
 from serving.bodies import read_body, replay
+from serving.client_keys import client_key_in
+from serving.running import service_if_started
 
 INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
 JSON_TYPES = (None, b"application/json")  # as the route reads a body without Content-Type: as JSON
@@ -56,7 +55,7 @@ class InferShortcut:
 async def _answer(body: bytes, name: str, version: str | None,
                   key: str | None) -> tuple[int, bytes, dict[str, str]] | None:
     """The answer's status, body and headers, or None when the route should answer."""
-    service = _current_service()
+    service = service_if_started()
     if service is None:
         return None
     try:
@@ -64,8 +63,7 @@ async def _answer(body: bytes, name: str, version: str | None,
         served_name, served_version = served_model(service, name, version)
         content, headers = await answer_inference(service, request, served_name, served_version, key=key)
     except errors.StoreUnavailable as failure:  # recording was tried
-        errors.log_answer("v2 infer", failure)
-        return failure.status, bytes(errors.error_response(failure).body), {"content-type": "application/json"}
+        return failure.status, rest_errors.render(failure, "v2 infer"), {"content-type": rest_errors.JSON}
     except (ValidationError, errors.ApiError):  # refused before anything was recorded
         return None
     return 200, content, headers
@@ -81,9 +79,3 @@ def _plain_json(scope: Scope) -> bool:
             content_type = value.split(b";")[0].strip().lower()
     return content_type in JSON_TYPES
 
-
-def _current_service() -> Service | None:
-    try:
-        return bentoml.get_current_service()  # type: ignore[no-any-return]
-    except BentoMLException:  # still starting: the route answers
-        return None

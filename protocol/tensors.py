@@ -29,15 +29,6 @@ PREDICTION_SET, NEEDS_REVIEW, CONSISTENT, IN_DISTRIBUTION = ("prediction_set", "
                                                              "in_distribution")
 OUTPUTS = (LABEL, SCORES, PROBABILITIES, PREDICTION_SET, NEEDS_REVIEW, CONSISTENT, IN_DISTRIBUTION)
 
-NO_DATA = "input {name} has no data: send its elements in `data`, or its bytes with the parameter binary_data_size"
-NOT_BINARY = ("input {name} has binary_data_size but the request has no Inference-Header-Content-Length: send the "
-              "header, the JSON's byte length")
-DATA_LENGTH = "input {name} has {count} data elements; its shape {shape} needs {expected}"
-DATA_NESTING = "input {name}: nested data does not match its shape {shape}; send it flat, or nested as the shape"
-NOT_A_NUMBER = "input {name}, element {index}: {value} is not a number"
-OUT_OF_RANGE = arrays.OUT_OF_RANGE
-UNKNOWN_OUTPUT = "unknown output {name}; this model outputs {outputs}"
-DUPLICATE_OUTPUT = "output {name} is requested more than once"
 
 
 class Named(Protocol):
@@ -81,9 +72,9 @@ def input_tensors(inputs: Sequence[RequestInput], data: memoryview | None) -> li
             declared.append(_json_tensor(tensor))
             continue
         if data is None:
-            raise errors.InvalidInput(NOT_BINARY.format(name=errors.shown(tensor.name)))
+            raise errors.InvalidInput(errors.NOT_BINARY.format(name=errors.shown(tensor.name)))
         if tensor.data is not None:
-            raise errors.InvalidInput(binary.SIZE_AND_DATA.format(name=errors.shown(tensor.name)))
+            raise errors.InvalidInput(errors.SIZE_AND_DATA.format(name=errors.shown(tensor.name)))
         declared.append(binary.tensor(tensor.name, tensor.datatype, tensor.shape, size, data, offset))
         offset += size
     if data is not None:
@@ -98,8 +89,9 @@ def requested_outputs(outputs: Sequence[Named] | None, available: Sequence[str] 
     names = [output.name for output in outputs]
     for name in names:
         if name not in available:
-            raise errors.InvalidInput(UNKNOWN_OUTPUT.format(name=errors.shown(name), outputs=", ".join(available)))
-    _refuse_repeats(names, DUPLICATE_OUTPUT)
+            raise errors.InvalidInput(errors.UNKNOWN_OUTPUT.format(name=errors.shown(name),
+                                                                   outputs=", ".join(available)))
+    _refuse_repeats(names, errors.DUPLICATE_OUTPUT)
     return names
 
 
@@ -192,21 +184,21 @@ def _json_tensor(tensor: RequestInput) -> arrays.Tensor:
 
     def decode() -> Matrix:
         if tensor.data is None:
-            raise errors.InvalidInput(NO_DATA.format(name=errors.shown(tensor.name)))
+            raise errors.InvalidInput(errors.NO_DATA.format(name=errors.shown(tensor.name)))
         count = math.prod(tensor.shape)
         flat = _flatten(tensor)
         if len(flat) != count:
-            raise errors.InvalidInput(DATA_LENGTH.format(name=errors.shown(tensor.name), count=len(flat),
+            raise errors.InvalidInput(errors.DATA_LENGTH.format(name=errors.shown(tensor.name), count=len(flat),
                                                          shape=_shape(tensor), expected=count))
         for index, value in enumerate(flat):
             if type(value) is float:
                 continue
             # bool is an int in Python, and "1.5" would pass np.array: neither is a measurement.
             if type(value) is not int:
-                raise errors.InvalidInput(NOT_A_NUMBER.format(name=errors.shown(tensor.name), index=index,
+                raise errors.InvalidInput(errors.V2_NOT_A_NUMBER.format(name=errors.shown(tensor.name), index=index,
                                                               value=errors.clipped(json.dumps(value))))
             if abs(value) > MAX_MAGNITUDE:  # also ints beyond float64, which np.array would refuse
-                raise errors.InvalidInput(OUT_OF_RANGE.format(name=errors.shown(tensor.name), index=index,
+                raise errors.InvalidInput(errors.V2_OUT_OF_RANGE.format(name=errors.shown(tensor.name), index=index,
                                                               value=errors.clipped(str(value)), limit=MAX_MAGNITUDE))
         return np.array(flat, dtype=np.float64)
 
@@ -222,7 +214,7 @@ def _flatten(tensor: RequestInput) -> list[Any]:
         width = tensor.shape[1]
         if all(type(row) is list and len(row) == width for row in data):
             return [value for row in data for value in row]
-    raise errors.InvalidInput(DATA_NESTING.format(name=errors.shown(tensor.name), shape=_shape(tensor)))
+    raise errors.InvalidInput(errors.DATA_NESTING.format(name=errors.shown(tensor.name), shape=_shape(tensor)))
 
 
 def _refuse_repeats(names: Sequence[str], message: str) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from api import errors
-from db import roles as stored_roles
-from rollout import roles
+from rollout import roles, stored_roles
 from rollout.registry import Models
 from rollout.roles import Action, Roles
 from rollout.schemas import RoleChangeRequest

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,23 +26,6 @@ if TYPE_CHECKING:
     from model.classifier import Classifier
 
 logger = logging.getLogger("drybeans")
-CLIENT_KEY_HEADER = "x-client-key"  # a stable key (a client, a lab, a session): its requests keep one model
-MAX_CLIENT_KEY = 256
-
-
-def client_key(value: str | bytes | None) -> str | None:
-    """The X-Client-Key header's value as a canary key (its first 256 characters); None when absent or empty."""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return value[:MAX_CLIENT_KEY] or None if value else None
-
-
-def client_key_in(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The X-Client-Key of an ASGI scope's headers."""
-    wanted = CLIENT_KEY_HEADER.encode()
-    return client_key(next((value for name, value in headers if name == wanted), None))
-
-
 @dataclass(frozen=True)
 class Choice:
     """Who answers a request, under which id, and who scores it again in the background (if anyone)."""

@@ -1,4 +1,4 @@
-"""The models' roles and how they may change: plain values and pure functions, stored by db/roles.py.
+"""The models' roles and how they may change: plain values and pure functions, stored by rollout/stored_roles.py.
 
 One model is the champion (it answers); at most one shadow (scores a share of the requests in the background, its
 answers recorded, never returned) and at most one canary (answers a share of the requests, by a stable hash of the

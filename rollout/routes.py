@@ -11,26 +11,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import bentoml
 from fastapi import APIRouter, Body, Path, Query, Request
 
 from config import get_settings
-from db import roles as stored_roles
-from rollout import control, evidence
+from rollout import control, evidence, stored_roles
 from rollout.roles import Action
 from rollout.schemas import AuditEntry, AuditLog, LoadedModel, ModelComparison, ModelList, RoleChangeRequest
 from serving.auth import token_name
+from serving.running import RunningService, running_service
 
 router = APIRouter(prefix="/v1/models", tags=["Models"])
 Version = Annotated[str, Path(max_length=64, description="a loaded version of drybean_svc (GET /v1/models)")]
 Change = Annotated[RoleChangeRequest | None, Body()]
 
 
-def _service() -> Any:
-    return bentoml.get_current_service()
-
-
-def model_list(service: Any) -> ModelList:
+def model_list(service: RunningService) -> ModelList:
     """Every loaded model with its role."""
     models = service.models
     roles = models.roles
@@ -52,13 +47,13 @@ def _loaded(classifier: Any, role: Any, share: float | None, trained_at: datetim
 @router.get("")
 async def list_models() -> ModelList:
     """Every loaded model: its role (champion, shadow, canary or idle), share, training date and holdout figures."""
-    return model_list(_service())
+    return model_list(running_service())
 
 
 @router.get("/audit")
 async def audit(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> AuditLog:
     """The role changes, newest first: what, when, by which token, why."""
-    service = _service()
+    service = running_service()
 
     def read() -> Sequence[Any]:
         with service.engine.connect() as connection:
@@ -77,7 +72,7 @@ async def compare(
 ) -> ModelComparison:
     """The challenger against the champion on the beans both scored: agreement, flips, latency; on the labelled
     ones both accuracies, per-variety recall and an exact McNemar test with its verdict."""
-    service = _service()
+    service = running_service()
     models = service.models
     challenger_tag, champion_tag = models.get(challenger).tag, models.champion.tag
     naive = since.astimezone(UTC).replace(tzinfo=None) if since and since.tzinfo else since
@@ -91,7 +86,7 @@ async def compare(
 
 
 async def _change(request: Request, action: Action, version: str | None, body: RoleChangeRequest | None) -> ModelList:
-    service = _service()
+    service = running_service()
     await asyncio.to_thread(control.change, service.engine, service.models, service.roles_cache, action, version,
                             body or RoleChangeRequest(), token_name(request))
     return model_list(service)

@@ -19,8 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import RoleConflict
-from db import roles as stored_roles
-from rollout import evidence, guard
+from rollout import evidence, guard, stored_roles
 from rollout.registry import Models
 from rollout.roles import Roles, idle
 

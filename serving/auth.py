@@ -16,13 +16,12 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from api import errors
-from serving.responses import send_json
+from config import Settings, get_settings
+from serving.responses import send_error
 from serving.token_file import Scope, TokenEntry, TokenFileError, Tokens
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
-
-    from config import Settings
 
 # Paths whose answers are recorded data or operational detail: they always need a token when tokens are set.
 RECORD_PATHS = ("/v1/predictions", "/v1/quality", "/v1/drift", "/metrics")
@@ -39,6 +38,11 @@ class TokenRequired(SystemExit):
 
 class TokensUnusable(SystemExit):
     """The tokens file cannot be read at start: the service exits, naming the file and the line."""
+
+
+def bearer_token(app: ASGIApp) -> BearerToken:
+    """The token check, its tokens from the settings."""
+    return BearerToken(app, **bearer_settings(get_settings()))
 
 
 def bearer_settings(settings: Settings) -> dict[str, Any]:
@@ -110,10 +114,9 @@ class BearerToken:
         try:
             holder = authorize(self._tokens, dict(scope["headers"]).get(b"authorization", b""), needed)
         except errors.Unauthenticated as error:
-            await send_json(send, error.status, errors.error_body(error.message, error.code),
-                            [(b"www-authenticate", b'Bearer realm="drybeans"')])
+            await send_error(send, error, scope["path"], [(b"www-authenticate", b'Bearer realm="drybeans"')])
         except errors.Forbidden as error:
-            await send_json(send, error.status, errors.error_body(error.message, error.code))
+            await send_error(send, error, scope["path"])
         else:
             scope.setdefault("state", {})["token_name"] = holder.name  # Starlette's request.state reads it
             await self.app(scope, receive, send)

@@ -6,21 +6,31 @@ object; clients get `{"error": message, "code": ..., "detail"?: ...}` from all o
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, rest_errors
+from config import get_settings
+from data.schema import FEATURES
 from serving.bodies import replay
-from serving.responses import send_json
+from serving.responses import send_error, send_json
 
-CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
-         415: "unsupported_media_type", 422: "invalid_input"}
-MAX_DETAIL = 20  # validation problems listed in an error answer; the message counts the rest
-MAX_MESSAGE = 500  # characters of a foreign error message kept
 BINARY_HEADER = b"inference-header-content-length"  # V2 binary tensor data: the JSON part's length
+JSON, OCTET_STREAM = b"application/json", b"application/octet-stream"
+V2_PREFIX, V2_INFER = "/v2/", "/infer"
+
+
+JSON_PATHS = frozenset({"/predict", "/v1/classify", "/v1/feedback"})  # bodies that must be JSON
+
+
+def request_guard(app: ASGIApp) -> RequestGuard:
+    """The guard with its limits from the settings. The largest legitimate structure: a V2 request of 16 named
+    tensors, each nested [n, 1]; the most values (commas): 16 per bean, plus a few per tensor (shape, keys,
+    parameters)."""
+    settings = get_settings()
+    beans = settings.max_beans_per_request
+    return RequestGuard(app, max_body_bytes=settings.max_body_bytes,
+                        max_json_containers=len(FEATURES) * (beans + 1) + 100,
+                        max_json_values=len(FEATURES) * (beans + 1) + 1_000, json_paths=JSON_PATHS)
 
 
 class RequestGuard:
@@ -33,7 +43,8 @@ class RequestGuard:
     (`\\u005b`) count too: /predict parses its `data` string as JSON again. Bodies without a Content-Type are
     counted as JSON (V2 clients such as tritonclient send none); from a web page (an `Origin` header) such a body
     is refused (415), or any page a user visits could post one. A request with two Content-Types is refused
-    (415): this guard and the application must not read different ones. A V2 body with binary tensor data is
+    (415): this guard and the application must not read different ones. JSON routes take JSON only, V2 inference
+    also its binary tensor data as application/octet-stream (415 otherwise). A V2 body with binary tensor data is
     counted up to its `Inference-Header-Content-Length`: the JSON; the bytes after it are the tensors' elements.
     """
 
@@ -49,7 +60,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        content_types, declared, from_page, json_length = [], None, False, None
+        content_types, declared, from_page, binary, json_length = [], None, False, False, None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_types.append(value)
@@ -57,36 +68,54 @@ class RequestGuard:
                 declared = value
             elif name == b"origin":
                 from_page = True
-            elif name == BINARY_HEADER and value.isdigit():
-                json_length = int(value)
+            elif name == BINARY_HEADER:
+                binary = True
+                json_length = int(value) if value.isdigit() else None
         if len(content_types) > 1:
-            await self._refuse(send, 415, errors.CONTENT_TYPE_REPEATED.format(count=len(content_types)))
+            await send_error(send, errors.UnsupportedMediaType(
+                errors.CONTENT_TYPE_REPEATED.format(count=len(content_types))), scope["path"])
             return
         untyped = not content_types
-        is_json = not untyped and _is_json(content_types[0])
-        if scope["method"] == "POST" and not is_json and (
-                scope["path"] in self.json_paths or (untyped and from_page)):
-            await self._refuse(send, 415, errors.UNSUPPORTED_MEDIA_TYPE)
+        media_type = b"" if untyped else content_types[0].split(b";")[0].strip().lower()
+        is_json = media_type == JSON
+        if scope["method"] == "POST" and not self._accepts(scope["path"], media_type, from_page, binary):
+            await send_error(send, errors.UnsupportedMediaType(errors.UNSUPPORTED_MEDIA_TYPE), scope["path"])
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(send, 413, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
+            await self._too_large(send, scope)
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
             body = await self._read_bounded(receive)
             if body is None:
-                await self._refuse(send, 413, errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes))
+                await self._too_large(send, scope)
                 return
             if is_json or untyped or json_length is not None:
                 # With binary tensor data, only the JSON that starts the body is parsed; the rest is bytes.
                 containers, values = json_counts(body if json_length is None else body[:json_length])
                 if containers > self.max_json_containers:
-                    await self._refuse(send, 413, errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers))
+                    await send_error(send, errors.TooLarge(
+                        errors.TOO_MANY_CONTAINERS.format(limit=self.max_json_containers)), scope["path"])
                     return
                 if values > self.max_json_values:
-                    await self._refuse(send, 413, errors.TOO_MANY_VALUES.format(limit=self.max_json_values))
+                    await send_error(send, errors.TooLarge(
+                        errors.TOO_MANY_VALUES.format(limit=self.max_json_values)), scope["path"])
                     return
             receive = replay(body)
         await self.app(scope, receive, _ErrorShaper(send))
+
+    def _accepts(self, path: str, media_type: bytes, from_page: bool, binary: bool) -> bool:
+        """Whether a POST's Content-Type (b"" when it has none) suits the path: JSON where JSON is parsed, and a
+        V2 inference request's binary tensor data as application/octet-stream; no untyped body from a web page."""
+        if not media_type:
+            return not from_page and path not in self.json_paths
+        if path in self.json_paths:
+            return media_type == JSON
+        if path.startswith(V2_PREFIX) and path.endswith(V2_INFER):
+            return media_type == JSON or (binary and media_type == OCTET_STREAM)
+        return True
+
+    async def _too_large(self, send: Send, scope: Scope) -> None:
+        await send_error(send, errors.TooLarge(errors.BODY_TOO_LARGE.format(limit=self.max_body_bytes)), scope["path"])
 
     async def _read_bounded(self, receive: Receive) -> bytes | None:
         chunks, size = [], 0
@@ -100,9 +129,6 @@ class RequestGuard:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    @staticmethod
-    async def _refuse(send: Send, status: int, message: str) -> None:
-        await send_json(send, status, errors.error_body(message, CODES[status]))
 
 
 def json_counts(body: bytes) -> tuple[int, int]:
@@ -125,10 +151,6 @@ def json_counts(body: bytes) -> tuple[int, int]:
 _NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b"[{,")
 
 
-def _is_json(content_type: bytes) -> bool:
-    return content_type.split(b";")[0].strip().lower() == b"application/json"
-
-
 class _ErrorShaper:
     """A `send` that holds a 4xx answer until its body is complete, then sends it reshaped."""
 
@@ -147,62 +169,7 @@ class _ErrorShaper:
         self._body.append(message.get("body", b""))
         if not message.get("more_body", False):
             status = self._start["status"]
-            await send_json(self._send, status, reshape(status, b"".join(self._body)),
+            await send_json(self._send, status, rest_errors.reshape(status, b"".join(self._body)),
                             [(k, v) for k, v in self._start["headers"]
                                    if k.lower() not in (b"content-length", b"content-type")])
 
-
-def reshape(status: int, body: bytes) -> dict[str, Any]:
-    """The project's error object for whatever a 4xx body was."""
-    code = CODES.get(status, "client_error")
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return errors.error_body(body[:MAX_MESSAGE].decode(errors="replace").strip() or f"HTTP {status}", code)
-    if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
-        payload = payload[0]  # BentoML's [{"error": ...}]
-    if not isinstance(payload, dict):
-        return errors.error_body(str(payload)[:MAX_MESSAGE] or f"HTTP {status}", code)
-    detail = payload.get("detail")
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "loc" in detail[0]:
-        # pydantic's (BentoML's or FastAPI's): client text in it is clipped, as in every message
-        return errors.error_body(summarise(detail), code, [_clipped(problem) for problem in detail[:MAX_DETAIL]])
-    message, given_code = payload.get("error"), payload.get("code")
-    if isinstance(message, str) and message and isinstance(given_code, str):  # ours already
-        return errors.error_body(message, given_code, detail)
-    return errors.error_body(str(message or detail or payload)[:MAX_MESSAGE], code)
-
-
-def summarise(problems: Sequence[Mapping[str, Any]]) -> str:
-    """One line naming the first few of pydantic's problems: `beans.0.Area: Field required`; field names clipped."""
-    parts = []
-    for problem in problems[:3]:
-        where = ".".join(errors.clipped(str(part)) for part in problem.get("loc", ()) if part != "body")
-        message = errors.clipped(str(problem.get("msg") or "invalid value"), MAX_MESSAGE)
-        parts.append(f"{where}: {message}" if where else message)
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return "; ".join(parts) + more
-
-
-def _clipped(problem: Any) -> Any:
-    """One of pydantic's problems with the client's text in it clipped: field names, the input, the context."""
-    if not isinstance(problem, dict):
-        return errors.clipped(str(problem), MAX_MESSAGE)
-    kept = dict(problem)
-    if isinstance(loc := kept.get("loc"), list):
-        kept["loc"] = [part if isinstance(part, int) else errors.clipped(str(part)) for part in loc]
-    if "msg" in kept:
-        kept["msg"] = errors.clipped(str(kept["msg"]), MAX_MESSAGE)
-    if "input" in kept:
-        kept["input"] = _clipped_value(kept["input"])
-    if isinstance(ctx := kept.get("ctx"), dict):
-        kept["ctx"] = {errors.clipped(str(key)): _clipped_value(value) for key, value in ctx.items()}
-    return kept
-
-
-def _clipped_value(value: Any) -> Any:
-    """A JSON value as given when short; else its JSON text, clipped."""
-    if value is None or isinstance(value, bool | float):
-        return value
-    text = value if isinstance(value, str) else json.dumps(value)
-    return value if len(text) <= errors.MAX_SHOWN else errors.clipped(text)

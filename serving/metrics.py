@@ -12,13 +12,17 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from serving.responses import send_json
+from config import get_settings
+from serving.responses import send_error
+
+if TYPE_CHECKING:
+    from db.spool import Spool
 
 UNKNOWN_PATH = "/{unknown}"
 MAX_CACHED_PATH = 256  # characters: a longer path is matched again each time, never kept (4,096 of 64 KB: 256 MiB)
@@ -65,6 +69,28 @@ class RestorePath:
         await self.app(scope, receive, send)
 
 
+def spool_exposition(spool: Spool) -> str:
+    """The spool's gauges, in Prometheus' text format: shared by all workers, so read at scrape time."""
+    return (
+        "# HELP drybeans_spool_depth Records (predictions and feedback) waiting on local disk for the database.\n"
+        "# TYPE drybeans_spool_depth gauge\n"
+        f"drybeans_spool_depth {spool.depth()}\n"
+        "# HELP drybeans_dead_letters Records the database refused (or feedback whose prediction never came), "
+        "set aside on local disk for an operator: python -m db.deadletter replay.\n"
+        "# TYPE drybeans_dead_letters gauge\n"
+        f"drybeans_dead_letters {spool.dead_letters.count()}\n"
+        "# HELP drybeans_feedback_waiting Spooled feedback records waiting for their prediction to be recorded.\n"
+        "# TYPE drybeans_feedback_waiting gauge\n"
+        f"drybeans_feedback_waiting {spool.held()}\n"
+    )
+
+
+def metrics_elsewhere(app: ASGIApp) -> ASGIApp:
+    """/metrics refused on the API's port when DRYBEANS_METRICS_PORT gives them a port of their own; else nothing."""
+    port = get_settings().metrics_port
+    return app if port is None else MetricsElsewhere(app, port=port)
+
+
 class MetricsElsewhere:
     """On the API's port, answer /metrics with 404 when the metrics have a port of their own."""
 
@@ -74,7 +100,7 @@ class MetricsElsewhere:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/metrics":
-            await send_json(send, 404, errors.error_body(self.message, "not_found"))
+            await send_error(send, errors.NotFound(self.message), scope["path"])
             return
         await self.app(scope, receive, send)
 

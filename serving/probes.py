@@ -6,11 +6,10 @@ Both ask the worker's service instance at request time: `readiness()` gives a re
 
 from __future__ import annotations
 
-import bentoml
-from bentoml.exceptions import BentoMLException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.responses import send_json
+from serving.running import service_if_started
 
 
 class Probes:
@@ -24,10 +23,7 @@ class Probes:
         if scope["type"] != "http" or path not in ("/readyz", "/livez") or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        try:
-            service = bentoml.get_current_service()
-        except BentoMLException:  # still starting
-            service = None
+        service = service_if_started()
         if service is None:
             await send_json(send, 503, {"ready": False} if path == "/readyz" else {"alive": False})
         elif path == "/readyz":

@@ -14,37 +14,20 @@ was tried, is answered here as the route would (503): trying again there could r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-import bentoml
 import orjson
-from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import errors
+from api import errors, rest_errors
 from api.schemas import ClassifyRequest
-from rollout.registry import client_key_in
 from serving.bodies import read_body, replay
-
-if TYPE_CHECKING:
-    from serving.recording import Recorded
+from serving.client_keys import client_key_in
+from serving.running import RunningService, service_if_started
 
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, bytes, Headers]
-
-
-class Predictor(Protocol):
-    """What the shortcuts need of the service instance."""
-
-    async def tutorial_prediction(self, data: str | list[Any], store: bool,
-                                  client_key: str | None = None) -> tuple[str, Recorded]:
-        """The labels as a JSON-encoded string, and what became of the records."""
-        ...
-
-    async def classification(self, request: ClassifyRequest, client_key: str | None = None) -> bytes:
-        """`/v1/classify`'s answer, as JSON."""
-        ...
 
 
 class Shortcut:
@@ -61,7 +44,7 @@ class Shortcut:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        service = _current_service()
+        service = service_if_started()
         answer = None if service is None else await self._answered(service, body, client_key_in(scope["headers"]))
         if answer is None:
             await self.app(scope, replay(body), send)
@@ -72,18 +55,17 @@ class Shortcut:
             (b"server", self.server)]})
         await send({"type": "http.response.body", "body": content})
 
-    async def answer(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+    async def answer(self, service: RunningService, body: bytes, client_key: str | None) -> Answer | None:
         """The answer's status, body and headers; None when the body is not the plain shape."""
         raise NotImplementedError
 
-    async def _answered(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+    async def _answered(self, service: RunningService, body: bytes, client_key: str | None) -> Answer | None:
         """`answer`, with a failure to record (recording was tried) answered as the route would, and None for any
         other refusal (nothing was recorded: the route answers it)."""
         try:
             return await self.answer(service, body, client_key)
         except errors.StoreUnavailable as failure:
-            errors.log_answer(self.path, failure)
-            return failure.status, bytes(errors.error_response(failure).body), []
+            return failure.status, rest_errors.render(failure, self.path), []
         except errors.ApiError:
             return None
 
@@ -93,7 +75,7 @@ class PredictShortcut(Shortcut):
 
     path = "/predict"
 
-    async def answer(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+    async def answer(self, service: RunningService, body: bytes, client_key: str | None) -> Answer | None:
         request = plain_request(body)
         if request is None:
             return None
@@ -107,7 +89,7 @@ class ClassifyShortcut(Shortcut):
 
     path = "/v1/classify"
 
-    async def answer(self, service: Predictor, body: bytes, client_key: str | None) -> Answer | None:
+    async def answer(self, service: RunningService, body: bytes, client_key: str | None) -> Answer | None:
         try:
             request = ClassifyRequest.model_validate_json(body)
         except ValidationError:  # the route names what is wrong
@@ -130,13 +112,6 @@ def plain_request(body: bytes) -> tuple[str | list[Any], bool] | None:
     if type(data) not in (str, list) or type(store) is not bool:
         return None
     return data, store
-
-
-def _current_service() -> Predictor | None:
-    try:
-        return bentoml.get_current_service()  # type: ignore[no-any-return]
-    except BentoMLException:  # still starting: the normal route answers
-        return None
 
 
 def _has_origin(scope: Scope) -> bool:

@@ -44,7 +44,7 @@ def test_metrics_are_extended_by_a_service_method() -> None:
 
 
 def test_api_exceptions_are_logged_where_the_filter_listens() -> None:
-    """api/errors.py's filter turns a client's error, which BentoML logs with a traceback, into one INFO line
+    """api/rest_errors.py's filter turns a client's error, which BentoML logs with a traceback, into one INFO line
     (end to end: test_bad_requests.py's log check)."""
     from bentoml._internal.server import http_app
 

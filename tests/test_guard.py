@@ -10,7 +10,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from api import errors
-from serving.guard import RequestGuard, json_counts, reshape
+from api.rest_errors import reshape
+from serving.guard import RequestGuard, json_counts
 
 
 def test_bentomls_one_element_array_becomes_an_object() -> None:

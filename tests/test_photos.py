@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from api import errors
 from data.readers import read_dataset, validate
 from data.schema import FEATURES, LABEL
 from photos.__main__ import main
-from photos.errors import PhotoError
 from photos.pipeline import Photo, read_photo
 from photos.scale import rescale
 from photos.segment import Background
@@ -180,7 +180,7 @@ def test_beans_cut_by_the_frame_and_specks_are_dropped(rows: np.ndarray) -> None
 
 
 def refusal(data: bytes, **options: object) -> str:
-    with pytest.raises(PhotoError) as caught:
+    with pytest.raises(errors.PhotoRefused) as caught:
         read_photo(data, **options)  # type: ignore[arg-type]
     return str(caught.value)
 
@@ -245,7 +245,7 @@ def test_options_that_contradict_each_other_are_refused(scenes: list[Scene]) -> 
     assert refusal(data, pixels_per_mm=10.0, disc_mm=20.0).startswith("give the photo's pixels per millimetre or")
     assert refusal(data, pixels_per_mm=-1.0).startswith("pixels per millimetre must be a positive number")
     assert refusal(data, background="grey").startswith("background must be one of light, dark")
-    with pytest.raises(PhotoError, match="the photo's scale is unknown"):
+    with pytest.raises(errors.PhotoRefused, match="the photo's scale is unknown"):
         scenes[0].photo.rows(pixels_per_mm=10.0)
 
 

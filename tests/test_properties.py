@@ -12,10 +12,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from api import errors, parsing
+from api import errors, parsing, rest_errors
 from api.schemas import Bean, ClassifyRequest
 from data.schema import FEATURES, MAX_MAGNITUDE
-from serving import guard
 
 MAX_BEANS = 4
 thorough = settings(deadline=None, max_examples=300)  # each property: 300 inputs, well under a second each
@@ -154,11 +153,11 @@ upstream_bodies = st.one_of(
 @example(400, b'{"error": 1, "code": null}')
 @example(400, b'{"error": "refused", "code": "invalid_input", "trace": "..."}')
 def test_reshape_gives_every_4xx_body_the_error_shape_and_is_idempotent(status: int, body: bytes) -> None:
-    shaped = guard.reshape(status, body)
+    shaped = rest_errors.reshape(status, body)
     assert error_object(shaped), shaped
-    assert guard.reshape(status, json.dumps(shaped).encode()) == shaped
+    assert rest_errors.reshape(status, json.dumps(shaped).encode()) == shaped
 
 
 @pytest.mark.parametrize(("status", "code"), [(404, "not_found"), (405, "method_not_allowed"), (413, "too_large")])
 def test_reshape_names_the_status_in_the_code_of_a_plain_text_answer(status: int, code: str) -> None:
-    assert guard.reshape(status, b"Not Found\n") == {"error": "Not Found", "code": code}
+    assert rest_errors.reshape(status, b"Not Found\n") == {"error": "Not Found", "code": code}

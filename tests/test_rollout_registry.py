@@ -21,9 +21,10 @@ from db import migrate
 from db.models import ShadowPrediction
 from model.classifier import Classifier
 from rollout.guard import ScoringStats
-from rollout.registry import Models, client_key
+from rollout.registry import Models
 from rollout.roles import Roles
 from rollout.shadow import ShadowJob, ShadowScorer
+from serving.client_keys import client_key
 
 
 class Broken:

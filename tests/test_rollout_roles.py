@@ -12,8 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 
 from api import errors
 from db import migrate
-from db import roles as stored_roles
-from rollout import roles
+from rollout import roles, stored_roles
 from rollout.roles import Roles
 from rollout.sync import initial_roles, save_cache
 from tests.servers import MySQLDatabase

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import text
 
 from api import errors
+from api.errors import MISSING_INPUTS
 from batch.files import rejects_path
 from batch.scoring import MISSING_VALUE, PROBABILITY_COLUMNS
 from data.schema import CLASSES, FEATURES
-from protocol.arrays import MISSING_INPUTS
 from tests.conftest import ROOT
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.support import peak_rss

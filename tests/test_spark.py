@@ -157,8 +157,8 @@ def test_an_exported_model_file_scores_the_same(spark: SparkSession, bad_csv: Pa
 
 def test_paths_an_unknown_model_and_a_wrong_header(spark: SparkSession, bad_csv: Path,
                                                                   trained_model_home: Path) -> None:
+    from api.errors import MISSING_INPUTS
     from batch.spark import ModelSource, ModelUnavailable, read_table, score_dataframe, uri
-    from protocol.arrays import MISSING_INPUTS
 
     assert uri(Path("gs://bucket/beans.csv")) == "gs://bucket/beans.csv"  # as argparse's Path leaves it
     assert uri(bad_csv) == str(bad_csv)

@@ -16,8 +16,7 @@ import pytest
 
 import train
 from data.readers import DatasetError, read_dataset
-from data.schema import CLASSES, FEATURES
-from model import training
+from data.schema import CLASSES, EXAMPLE_ROW, FEATURES
 from model.figures import FiguresFailed, drawing_figures
 
 
@@ -64,7 +63,7 @@ def test_model_store_entry_carries_what_a_server_needs(trained_model: subprocess
     assert meta["calibration"]["temperature"] == meta["metrics"]["probabilities"]["temperature"]
     assert model.info.labels["algorithm"] == "linear-svc"
     pipeline = bentoml.sklearn.load_model(model)
-    assert pipeline.predict(np.array([training.DERMASON_EXAMPLE]))[0] == "DERMASON"
+    assert pipeline.predict(np.array([EXAMPLE_ROW]))[0] == "DERMASON"
 
 
 def test_the_defaults_are_the_linear_svc_with_c_1_and_no_feedback() -> None:

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from sklearn.model_selection import train_test_split
 
-from data.schema import CLASSES, FEATURES
+from data.schema import CLASSES, EXAMPLE_ROW, FEATURES
 from model.calibration import TemperatureScaling
 from model.compiled_svc import exact_predictor
 from model.evaluation import out_of_fold
-from model.training import DERMASON_EXAMPLE, RANDOM_STATE, TEST_SIZE, build_pipeline
+from model.training import RANDOM_STATE, TEST_SIZE, build_pipeline
 from trust.conformal import ConformalSets
 from trust.ood import MEASURED, OutOfDistribution
 
@@ -141,7 +141,7 @@ def test_few_holdout_beans_are_out_of_distribution(fitted: Fitted) -> None:
     assert 0 < beyond.mean() <= 0.005  # the threshold is the training beans' 99.9th percentile
     rounded = np.round(fitted.x_test, 2)  # sent at the tutorial's precision: ShapeFactor2 as 0.0
     assert (fitted.ood.score(rounded, fitted.predicted) > fitted.ood.threshold).mean() <= 0.005
-    tutorial = fitted.ood.score(np.array([DERMASON_EXAMPLE]), np.array([CLASSES.index("DERMASON")]))[0]
+    tutorial = fitted.ood.score(np.array([EXAMPLE_ROW]), np.array([CLASSES.index("DERMASON")]))[0]
     assert tutorial <= fitted.ood.threshold
 
 
