@@ -9,7 +9,7 @@ MLSERVER_VENV ?= .venv-mlserver
 BENCH_ARGS ?=
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: serve model test lint audit bench bench-v2 clean
+.PHONY: serve model test test-fast lint audit bench bench-v2 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ model: $(VENV)/.installed
 ## test: install and run the test suite
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+## test-fast: install and run the fast tier only, in under a minute (no MariaDB, server, Docker or browser)
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m fast
 
 ## lint: style and types
 lint: $(VENV)/.installed

@@ -20,6 +20,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
+from tests.support import require_tier
+
 ROOT = Path(__file__).resolve().parents[1]
 # The MySQL-compatible server the tests use: MariaDB on 127.0.0.1:3306 here (root, empty password).
 MYSQL_ADMIN_URL = make_url(os.environ.get("DRYBEANS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/"))
@@ -57,6 +59,7 @@ class MySQLDatabase:
 @contextmanager
 def mysql_database() -> Iterator[MySQLDatabase]:
     """Create a uniquely named database, drop it afterwards."""
+    require_tier("MariaDB")
     name = f"drybeans_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(MYSQL_ADMIN_URL)
     with admin.begin() as connection:
@@ -114,6 +117,7 @@ class Server:
 def bentoml_serve(env: dict[str, str], log_dir: Path, *, ready_timeout: float = 90,
                   expect_ready: bool = True) -> Iterator[Server]:
     """Start `bentoml serve` from the project root on a free port; stop it with SIGTERM afterwards."""
+    require_tier("a server process")
     port = free_port()
     log = log_dir / f"bentoml-serve-{port}.log"
     full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "DRYBEANS_SPOOL_DIR": str(log_dir / "spool"), **env}

@@ -25,7 +25,7 @@ from data.schema import FEATURES
 from tests.servers import MySQLDatabase, Server, bentoml_serve, worker_pids
 from tests.support import MAX_ERROR_BODY, MAX_RSS_GROWTH, peak_rss, reset_peak_rss, rss
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 V2_INFER = "/v2/models/drybean_svc/infer"
 JSON = {"Content-Type": "application/json"}

@@ -19,20 +19,19 @@ import bentoml
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import train_test_split
 from sqlalchemy import create_engine, text
 
 from api import errors
-from data.readers import read_dataset
 from db import migrate
 from db.feedback import FeedbackRecord, insert_feedback
 from db.store import PredictionRecord, insert_predictions
-from model import MODEL_NAME, training
+from model import MODEL_NAME
 from rollout import backtest
 from rollout.compare import Comparison, compare, tally
 from tests.servers import ROOT, MySQLDatabase, free_port, mysql_database
+from tests.support import Split
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 START = datetime(2026, 1, 1)  # bean i was predicted at START + i seconds
 OTHER_MODEL = "other_svc:1"
@@ -59,16 +58,13 @@ def models(trained_model_home: Path) -> tuple[str, object, bentoml.Model]:
 
 
 @pytest.fixture(scope="module")
-def stored(models, shared_csv: Path, mysql_db: MySQLDatabase) -> Iterator[tuple[Beans, str, str]]:
+def stored(models, split: Split, mysql_db: MySQLDatabase) -> Iterator[tuple[Beans, str, str]]:
     """The stored beans, the champion's tag and a candidate's: the same pipeline at C=0.02, with the same metadata.
 
     The candidate is saved in the session's model store, where it becomes `drybean_svc:latest`: it is deleted
     afterwards, so that the champion is `latest` again for the modules after this one (their servers load it)."""
     champion_tag, champion_pipeline, champion = models
-    dataset = read_dataset(shared_csv)
-    x_train, x_test, y_train, y_test = train_test_split(
-        dataset.features.to_numpy(), dataset.labels.to_numpy(), test_size=training.TEST_SIZE,
-        random_state=training.RANDOM_STATE)
+    x_train, x_test, y_train, y_test = split
     pipeline = clone(champion_pipeline).set_params(svc__C=0.02).fit(x_train, y_train)
     candidate = bentoml.sklearn.save_model(
         MODEL_NAME, pipeline, signatures={"predict": {"batchable": False}},

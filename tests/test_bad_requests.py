@@ -23,7 +23,7 @@ from tests.bad_requests import CORPUS, DEFAULT_MAX_BEANS, JSON, LIMITED_ENV, OVE
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.support import MAX_ERROR_BODY
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 SERVER_ERRORS = re.compile(r"Traceback|\[ERROR\]")
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import softmax
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from model import training
@@ -17,13 +16,6 @@ from model.calibration import TemperatureScaling, brier_score, log_loss, vote_ti
 from model.compiled_svc import CompiledLinearSVC
 from model.evaluation import out_of_fold
 from model.explanations import PairwiseExplainer
-
-
-@pytest.fixture(scope="module")
-def split(shared_csv: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    frame = pd.read_csv(shared_csv)
-    x, y = frame.drop(columns="Class").to_numpy(dtype=np.float64), frame["Class"].to_numpy()
-    return train_test_split(x, y, test_size=0.3, random_state=17)
 
 
 @pytest.fixture(scope="module")

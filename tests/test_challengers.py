@@ -24,25 +24,24 @@ import bentoml
 import numpy as np
 import pytest
 from bentoml._internal.models.model import ModelStore
-from sklearn.model_selection import train_test_split
 from sqlalchemy import insert
 
 from api.errors import CANNOT_EXPLAIN, CannotExplain
 from api.schemas import EXAMPLE_BEAN
-from data.readers import read_dataset
 from db import migrate
 from db.models import FEATURE_COLUMNS, Feedback, Prediction
-from model import training
 from model.classifier import Classifier, NoExplanations
 from model.compiled_svc import SklearnPredictor
 from rollout.registry import Scored
 from serving.answers import Answered, classify_answer, refuse_unexplainable
 from serving.recording import Recorded
 from tests.servers import MySQLDatabase, bentoml_serve, free_port
+from tests.support import Split
 from trust.assessment import assess
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[1]
-Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -73,14 +72,6 @@ def train(home: Path, output: Path, *options: str, env: dict[str, str] | None = 
 
 def models_in(home: Path) -> ModelStore:
     return ModelStore(home / "models")
-
-
-@pytest.fixture(scope="module")
-def split(shared_csv: Path) -> Split:
-    """The tutorial's split of the dataset, as train.py makes it."""
-    dataset = read_dataset(shared_csv)
-    return train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(),  # type: ignore[no-any-return]
-                            test_size=training.TEST_SIZE, random_state=training.RANDOM_STATE)
 
 
 @dataclass(frozen=True)
@@ -200,7 +191,6 @@ def feedback_db(mysql_db: MySQLDatabase) -> Iterator[MySQLDatabase]:
     yield mysql_db
 
 
-@pytest.mark.mysql
 def test_feedback_beans_are_added_to_the_training_part_and_never_to_the_holdout(
         feedback_db: MySQLDatabase, split: Split, shared_csv: Path, tmp_path: Path) -> None:
     x_train, x_test, y_train, y_test = split

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from model.compiled_svc import CompiledLinearSVC, SklearnPredictor, make_predictor, select_predictor
+from tests.support import Split
 
 SCORE_TOLERANCE = {"rtol": 1e-9, "atol": 1e-9}
 
@@ -34,11 +34,9 @@ def beans(shared_csv: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def bean_model(beans: tuple[np.ndarray, np.ndarray]) -> Pipeline:
+def bean_model(split: Split) -> Pipeline:
     """The served model, fitted on the tutorial's split."""
-    x, y = beans
-    x_train, _, y_train, _ = train_test_split(x, y, test_size=0.3, random_state=17)
-    return linear_svc_pipeline().fit(x_train, y_train)
+    return linear_svc_pipeline().fit(split.x_train, split.y_train)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.container import harness
 from tests.support import require
 
-pytestmark = [pytest.mark.docker]
+pytestmark = pytest.mark.deploy
 
 COMPOSE_FILE = harness.ROOT / "deploy" / "compose" / "docker-compose.yml"
 EXAMPLE_ENV = COMPOSE_FILE.with_name(".env.example")

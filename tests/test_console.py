@@ -30,6 +30,8 @@ from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.support import require
 from trust.assessment import DEFAULT_COVERAGE
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

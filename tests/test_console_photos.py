@@ -20,6 +20,8 @@ from tests.servers import MySQLDatabase, Server
 from tests.synthetic_photos import held_out_rows, render, scatter
 from tests.test_console import RECORD_VIOLATIONS, WAIT_MS, newest_id, open_console
 
+pytestmark = pytest.mark.browser
+
 # tests/test_console.py's fixtures, which pytest finds by their names in this module: its server and browser.
 browser, server, shots = test_console.browser, test_console.server, test_console.shots
 two_models, read_token = test_console.two_models, test_console.read_token  # what its server needs

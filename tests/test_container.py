@@ -18,7 +18,7 @@ from tests.container import harness
 from tests.support import require
 from tests.synthetic_photos import held_out_rows, render, scatter
 
-pytestmark = [pytest.mark.docker, pytest.mark.mysql]
+pytestmark = pytest.mark.deploy
 
 HOST_MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 CREDENTIAL_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|DATABASE_URL|API_KEY", re.IGNORECASE)

@@ -9,18 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
 from sqlalchemy import func, select
 
 from api.schemas import EXAMPLE_BEAN
 from data.schema import FEATURES
 from db.models import Prediction
-from model.training import RANDOM_STATE, TEST_SIZE
 from tests.servers import MySQLDatabase, Server, bentoml_serve
+from tests.support import Split
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +30,8 @@ def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: 
 
 
 @pytest.fixture(scope="module")
-def labelled_holdout(shared_csv: Path) -> tuple[np.ndarray, np.ndarray]:
-    frame = pd.read_csv(shared_csv)
-    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
-    _, x_test, _, y_test = train_test_split(x, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)
-    return np.asarray(x_test), np.asarray(y_test)
+def labelled_holdout(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    return split.x_test, split.y_test
 
 
 def classify(server: Server, beans: list[dict[str, Any]], **options: Any) -> dict[str, Any]:

@@ -13,17 +13,15 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
-from sklearn.model_selection import train_test_split
 
-from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
-from model import training
 from model.classifier import Classifier
 from monitoring.drift import drift_report
 from monitoring.estimate import PrecisionTable, estimate
 from monitoring.live import precision_table
 from monitoring.reference import Reference
 from tests.servers import MySQLDatabase, Server, bentoml_serve
+from tests.support import Split
 
 WINDOW = 500
 TOLERANCE = 0.02  # issue #22: the estimate within 2 points of the true accuracy
@@ -44,12 +42,9 @@ def classifier(trained_model: subprocess.CompletedProcess[str]) -> Classifier:
 
 
 @pytest.fixture(scope="module")
-def labelled_holdout(shared_csv: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
+def labelled_holdout(split: Split) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
     """train.py's held-out beans and their true varieties."""
-    dataset = read_dataset(shared_csv)
-    _, x_test, _, y_test = train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(),
-                                            test_size=training.TEST_SIZE, random_state=training.RANDOM_STATE)
-    return x_test, np.asarray(y_test, dtype=np.str_)
+    return split.x_test, np.asarray(split.y_test, dtype=np.str_)
 
 
 def estimated_and_true(classifier: Classifier, rows: npt.NDArray[np.float64],
@@ -173,6 +168,7 @@ def server(trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path_factory: 
         yield running
 
 
+@pytest.mark.system
 def test_quality_reports_the_estimate_and_the_live_coverage_through_the_service(
         server: Server, classifier: Classifier,
         labelled_holdout: tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from api.schemas import EXAMPLE_BEAN
@@ -17,6 +18,8 @@ from db.deadletter import NO_PREDICTION, DeadLetters
 from tests.servers import MYSQL_ADMIN_URL, MySQLDatabase, bentoml_serve
 from tests.tcp_proxy import tcp_proxy
 from tests.traffic import wait_until_drained
+
+pytestmark = pytest.mark.system
 
 UNKNOWN_RECORD = 2_000_000_000
 

@@ -19,6 +19,8 @@ import yaml
 
 from tests.support import require
 
+pytestmark = pytest.mark.deploy
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "gke" / "deploy.sh"
 BASIC_TOOLS = ("bash", "cat", "cut", "dirname", "mktemp", "rm")

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from tests.servers import ROOT, MySQLDatabase, Server, bentoml_serve, free_port
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 TOKEN = "grpc-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -30,6 +30,8 @@ from tests.support import MAX_ERROR_BODY, MAX_RSS_GROWTH, require, rss
 from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_until_drained
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:

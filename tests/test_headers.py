@@ -16,6 +16,8 @@ from console.routes import SWAGGER_FILES, SWAGGER_UI
 from serving.headers import SECURITY_HEADERS
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
+pytestmark = pytest.mark.system
+
 TOKEN = "headers-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY_BYTES = 4096

@@ -18,6 +18,8 @@ from bentoml._internal.container.generate import BENTO_UID_GID
 
 from tests.support import require
 
+pytestmark = pytest.mark.deploy
+
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
 # The oldest and the newest minor versions GKE offered when this was written.

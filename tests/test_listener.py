@@ -9,9 +9,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
+import pytest
 
 from serving.listener import inherited_listener_fd, take_own_listener
 from tests.servers import bentoml_serve, worker_pids
+
+pytestmark = pytest.mark.system
 
 CONNECTIONS = 32
 LEAST_PER_WORKER = 4  # of 32, split by the kernel's hash: fewer than 4 on one side happens once in ~400,000 runs

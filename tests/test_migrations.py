@@ -23,6 +23,7 @@ def _migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.system
 def test_creates_the_schema_in_a_new_sqlite_file_and_is_idempotent(tmp_path: Path) -> None:
     env = {"MYSQL_HOST": "", "DATABASE_URL": "", "DRYBEANS_SQLITE_PATH": str(tmp_path / "new.sqlite3")}
     first = _migrate(env)
@@ -44,6 +45,7 @@ def test_the_revision_workers_check_is_alembics_head(tmp_path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.system
 def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) -> None:
     make_tutorial_era(mysql_db, ["HOROZ", "CALI"])
     result = _migrate(mysql_db.env)
@@ -65,6 +67,7 @@ def test_upgrades_a_tutorial_era_mysql_table_with_rows(mysql_db: MySQLDatabase) 
         ("drybeans", ["id"])]
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql"])
 def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQLDatabase, scheme: str) -> None:
     """The migration lock holds on either name of a MySQL-family URL (issue #19, case 11)."""
@@ -79,6 +82,7 @@ def test_concurrent_migrations_of_a_new_mysql_database_serialise(mysql_db: MySQL
     assert sum("(was unversioned)" in out for out, _ in outcomes) == 1
 
 
+@pytest.mark.database
 @pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql"])
 def test_every_mysql_family_url_gets_utc_sessions_and_timeouts(mysql_db: MySQLDatabase, scheme: str) -> None:
     settings = Settings(DATABASE_URL=mysql_db.url.set(drivername=scheme).render_as_string(False),

@@ -9,20 +9,16 @@ import shutil
 import subprocess
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 
-from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
 from db import feedback, migrate
 from db.feedback import FeedbackRecord
 from db.store import PredictionRecord, insert_predictions
-from model import training
 from monitoring.drift import drift_report as report_drift
 from monitoring.drift import psi
 from monitoring.quality import quality_report
@@ -32,14 +28,6 @@ from tests.support import require
 
 MONITORING = ROOT / "deploy" / "monitoring"
 THRESHOLD = 0.2
-
-
-@pytest.fixture(scope="module")
-def split(shared_csv: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """train.py's split of the real dataset: x_train, x_test, y_train, y_test."""
-    dataset = read_dataset(shared_csv)
-    return train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(), test_size=training.TEST_SIZE,
-                            random_state=training.RANDOM_STATE)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +124,7 @@ def _stored(engine) -> dict[int, str]:
         return dict(connection.execute(text("SELECT record_id, variety FROM feedback")).all())
 
 
+@pytest.mark.database
 def test_a_report_is_stored_once_in_either_name(migrated) -> None:
     engine, ids = migrated
     when = datetime(2026, 1, 2)
@@ -149,6 +138,7 @@ def test_a_report_is_stored_once_in_either_name(migrated) -> None:
     assert _stored(engine) == {ids[0]: "SIRA", ids[1]: "CALI"}
 
 
+@pytest.mark.database
 def test_a_contradiction_or_an_unknown_record_stores_nothing(migrated) -> None:
     engine, ids = migrated
     when = datetime(2026, 1, 2)
@@ -169,6 +159,7 @@ def test_a_contradiction_or_an_unknown_record_stores_nothing(migrated) -> None:
     assert _stored(engine) == {ids[0]: "SIRA"}
 
 
+@pytest.mark.database
 def test_the_durable_path_insert_is_idempotent_and_returns_the_unknown(migrated) -> None:
     engine, ids = migrated
     records = [FeedbackRecord("SIRA", datetime(2026, 1, 2), record_id=ids[0]),
@@ -185,6 +176,7 @@ def test_the_durable_path_insert_is_idempotent_and_returns_the_unknown(migrated)
         FeedbackRecord("SIRA", datetime(2026, 1, 2), record_id=1, request_id="a" * 32, bean_index=0)
 
 
+@pytest.mark.database
 def test_confusion_counts_by_model_time_and_newest_reports(migrated) -> None:
     engine, ids = migrated
     with engine.begin() as connection:
@@ -205,6 +197,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+@pytest.mark.deploy
 def test_promtool_checks_the_rules_and_the_scrape_config() -> None:
     rules = _promtool("check", "rules", "alerts.yml")
     assert rules.returncode == 0 and "SUCCESS: 11 rules found" in rules.stdout, rules.stdout + rules.stderr
@@ -212,6 +205,7 @@ def test_promtool_checks_the_rules_and_the_scrape_config() -> None:
     assert config.returncode == 0, config.stdout + config.stderr
 
 
+@pytest.mark.deploy
 def test_promtool_unit_tests_exercise_every_alert() -> None:
     result = _promtool("test", "rules", "alerts-test.yml")
     assert result.returncode == 0, result.stdout + result.stderr

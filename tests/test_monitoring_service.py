@@ -17,15 +17,15 @@ import httpx
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 from sqlalchemy import text
 
 from api import errors
 from api.schemas import EXAMPLE_BEAN
-from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
-from model import training
 from tests.servers import ROOT, MySQLDatabase, Server, bentoml_serve
+from tests.support import Split
+
+pytestmark = pytest.mark.system
 
 MONITORING = ROOT / "deploy" / "monitoring"
 CHUNK = 1000
@@ -46,12 +46,9 @@ def http(server: Server) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def holdout(shared_csv: Path) -> tuple[np.ndarray, np.ndarray]:
+def holdout(split: Split) -> tuple[np.ndarray, np.ndarray]:
     """train.py's held-out part of the dataset."""
-    dataset = read_dataset(shared_csv)
-    _, x_test, _, y_test = train_test_split(dataset.features.to_numpy(), dataset.labels.to_numpy(),
-                                            test_size=training.TEST_SIZE, random_state=training.RANDOM_STATE)
-    return x_test, y_test
+    return split.x_test, split.y_test
 
 
 def classify(http: httpx.Client, rows: np.ndarray) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from schemathesis.checks import not_a_server_error
 
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 EXAMPLES_PER_OPERATION = 50
 

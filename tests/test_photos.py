@@ -323,6 +323,7 @@ def run_extract(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, check=False)
 
 
+@pytest.mark.system
 def test_extract_writes_the_dataset_schema_and_reports_refused_photos(scenes: list[Scene], tmp_path: Path) -> None:
     photos, output = tmp_path / "photos", tmp_path / "beans.csv"
     write_photo_tree(photos, scenes)
@@ -343,6 +344,7 @@ def test_extract_writes_the_dataset_schema_and_reports_refused_photos(scenes: li
     np.testing.assert_array_equal(seker, scenes[0].photo.rows())  # written at full precision
 
 
+@pytest.mark.system
 def test_extract_with_a_known_scale_succeeds(scenes: list[Scene], tmp_path: Path) -> None:
     photos, output = tmp_path / "photos", tmp_path / "beans.csv"
     write_photo_tree(photos, scenes)
@@ -357,6 +359,7 @@ def test_extract_with_a_known_scale_succeeds(scenes: list[Scene], tmp_path: Path
     assert read_dataset(output).pixels_per_mm == 12.5  # what train.py records in the model
 
 
+@pytest.mark.system
 def test_extract_refuses_a_folder_without_photos_and_bad_options(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["extract", str(tmp_path / "missing"), "--output", str(tmp_path / "out.csv")]) == 2

@@ -20,7 +20,7 @@ from photos.pipeline import ASSUMED
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 from tests.synthetic_photos import held_out_rows, render, scatter
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 WIDTH, HEIGHT = 1400, 1000
 
 

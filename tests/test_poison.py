@@ -67,6 +67,7 @@ def engine(request: pytest.FixtureRequest, mysql_db: MySQLDatabase) -> Iterator[
     engine.dispose()
 
 
+@pytest.mark.database
 def test_a_refused_request_is_set_aside_and_the_rest_of_its_round_committed_at_once(engine: Engine,
                                                                                      tmp_path: Path) -> None:
     with engine.begin() as connection:
@@ -103,6 +104,7 @@ def test_a_refused_request_is_set_aside_and_the_rest_of_its_round_committed_at_o
     assert _stored(engine)["poison"] == 3 and spool.dead_letters.count() == 0
 
 
+@pytest.mark.database
 def test_a_spooled_record_a_check_refuses_is_set_aside_never_dropped(engine: Engine, tmp_path: Path) -> None:
     """INSERT IGNORE turned the CHECK failure into a warning and dropped the row; now it is a dead letter."""
     with engine.begin() as connection:
@@ -122,6 +124,7 @@ def test_a_spooled_record_a_check_refuses_is_set_aside_never_dropped(engine: Eng
     assert "no_poison" in letters[0].reason and spool.depth() == 0
 
 
+@pytest.mark.database
 def test_a_ragged_spool_line_is_set_aside_without_delaying_anything(engine: Engine, tmp_path: Path) -> None:
     """Case 8: a line with 15 features (another version's) used to fail every replay and stall live writes."""
     directory = tmp_path / "spool"
@@ -212,6 +215,7 @@ def _replay_dead_letters(env: dict[str, str]) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.system
 def test_a_poison_request_is_set_aside_and_every_other_request_committed(
         pod: tuple[Server, TcpProxy, dict[str, str]], mysql_db: MySQLDatabase) -> None:
     server, _proxy, env = pod
@@ -240,6 +244,7 @@ def test_a_poison_request_is_set_aside_and_every_other_request_committed(
     assert _metric(server, "drybeans_dead_letters") == 0
 
 
+@pytest.mark.system
 def test_a_record_a_check_refuses_at_replay_is_set_aside_never_dropped(
         pod: tuple[Server, TcpProxy, dict[str, str]], mysql_db: MySQLDatabase) -> None:
     server, proxy, env = pod
@@ -263,6 +268,7 @@ def test_a_record_a_check_refuses_at_replay_is_set_aside_never_dropped(
     assert _stored(mysql_db.engine())[checked["request_id"]] == 1
 
 
+@pytest.mark.system
 def test_feedback_refused_by_a_revoked_grant_is_set_aside_and_predictions_flow_on(
         pod: tuple[Server, TcpProxy, dict[str, str]], mysql_db: MySQLDatabase, app_user: tuple[str, str]) -> None:
     server, _proxy, env = pod
@@ -286,6 +292,7 @@ def test_feedback_refused_by_a_revoked_grant_is_set_aside_and_predictions_flow_o
             (committed["predictions"][0]["record_id"], "SIRA")]
 
 
+@pytest.mark.system
 def test_a_ragged_spool_line_is_set_aside_and_requests_are_not_delayed(
         pod: tuple[Server, TcpProxy, dict[str, str]], mysql_db: MySQLDatabase) -> None:
     server, _proxy, env = pod
@@ -301,6 +308,7 @@ def test_a_ragged_spool_line_is_set_aside_and_requests_are_not_delayed(
         (ragged, "spool line: 15 features; a bean has 16")]
 
 
+@pytest.mark.system
 def test_a_frozen_database_is_spooled_around_on_a_mariadb_url(pod: tuple[Server, TcpProxy, dict[str, str]],
                                                                mysql_db: MySQLDatabase) -> None:
     """Case 11: mariadb+pymysql:// had no client timeouts (a 504 after 60 s) and no UTC session."""

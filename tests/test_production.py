@@ -22,6 +22,8 @@ from tests.servers import BENTOML, ROOT, MySQLDatabase, bentoml_serve, free_port
 from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_until_drained
 
+pytestmark = pytest.mark.system
+
 
 def test_recorded_data_needs_the_token_and_the_token_is_never_shown(trained_model_home: Path,
                                                                    mysql_db: MySQLDatabase,

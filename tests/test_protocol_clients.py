@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from data.schema import CLASSES, FEATURES
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")

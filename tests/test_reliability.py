@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from api.schemas import EXAMPLE_ROW
 from db.spool import Spool
 from tests.servers import MySQLDatabase, bentoml_serve, worker_pids
 from tests.tcp_proxy import TcpProxy
 from tests.traffic import Load, assert_exactly_once, rows_by_request, wait_for_workers, wait_until_drained
+
+pytestmark = pytest.mark.system
 
 
 def test_a_ten_second_database_outage_under_load_loses_nothing(trained_model_home: Path, mysql_db: MySQLDatabase,

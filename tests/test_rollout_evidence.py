@@ -136,7 +136,7 @@ def mariadb(mysql_db: MySQLDatabase) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mysql)])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.database)])
 def engine(request: pytest.FixtureRequest) -> Engine:
     """The filled database on either server."""
     return request.getfixturevalue(request.param)
@@ -200,7 +200,7 @@ def test_another_pair_of_models_and_an_empty_window(engine: Engine) -> None:
     assert late.counts.scored == 0 and late.latency["challenger"].requests == 0
 
 
-@pytest.mark.mysql
+@pytest.mark.database
 def test_three_statements_and_the_truth_joined_by_unique_keys_on_mariadb(mariadb: Engine) -> None:
     statements: list[str] = []
 

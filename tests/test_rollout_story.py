@@ -25,14 +25,15 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
 from sqlalchemy import func, select
 
 from data.schema import FEATURES
 from db.models import ShadowPrediction
-from model.training import RANDOM_STATE, TEST_SIZE
 from tests.servers import MySQLDatabase, Server, bentoml_serve
+from tests.support import Split
 from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[1]
 READ_TOKEN, OPERATE_TOKEN, PREDICT_TOKEN = "read-" + "r" * 40, "operate-" + "o" * 40, "predict-" + "p" * 40
@@ -66,11 +67,8 @@ class Holdout:
 
 
 @pytest.fixture(scope="module")
-def holdout_beans(shared_csv: Path) -> Holdout:
-    frame = pd.read_csv(shared_csv)
-    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
-    _, x_test, _, y_test = train_test_split(x, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)
-    return Holdout(np.asarray(x_test), np.asarray(y_test))
+def holdout_beans(split: Split) -> Holdout:
+    return Holdout(split.x_test, split.y_test)
 
 
 @pytest.fixture(scope="module")

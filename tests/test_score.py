@@ -12,7 +12,6 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,13 @@ from batch.files import rejects_path
 from batch.scoring import MISSING_VALUE, PROBABILITY_COLUMNS
 from data.schema import CLASSES, FEATURES
 from tests.conftest import ROOT
-from tests.servers import MySQLDatabase, Server, bentoml_serve
+from tests.servers import MySQLDatabase, Server
 from tests.support import peak_rss
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 REQUEST_BEANS = 10_000
-ONE_WORKER = {"BENTOML_CONFIG_OPTIONS": "services.drybeans.workers=1 services.drybeans.logging.access.enabled=false"}
 TRUST_COLUMNS = ["prediction_set", "needs_review", "consistent", "in_distribution"]
 OUTPUT_FOR = {"csv": "parquet", "parquet": "csv", "jsonl": "jsonl", "arff": "csv", "zip": "parquet"}  # each written
 
@@ -69,10 +67,9 @@ def inputs(shared_csv: Path, shared_arff: Path, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="module")
-def server(trained_model_home: Path, mysql_db: MySQLDatabase,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with bentoml_serve({**mysql_db.env, **ONE_WORKER}, tmp_path_factory.mktemp("score-logs")) as running:
-        yield running
+def server(shared_server: Server) -> Server:
+    """The session's read-only server: this module only predicts through it, with store: false."""
+    return shared_server
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from tests.bad_requests import CORPUS
 from tests.servers import BENTOML, MYSQL_ADMIN_URL, ROOT, MySQLDatabase, Server, bentoml_serve, free_port
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 
 TABLE_ACCESS_DENIED = 1142  # ER_TABLEACCESS_DENIED_ERROR: "<command> command denied to user ... for table ..."
 DATABASE_ACCESS_DENIED = 1044  # ER_DBACCESS_DENIED_ERROR: "Access denied for user ... to database ..."

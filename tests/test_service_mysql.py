@@ -19,6 +19,8 @@ from data.readers import read_dataset
 from data.schema import CLASSES, FEATURES
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
+pytestmark = pytest.mark.system
+
 TUTORIAL_PAYLOAD = {"data": "[[33958.0, 677.1, 253.69, 171.05, 1.48, 0.74, 34241.0, \
                       207.93, 0.82, 0.99, 0.93, 0.82, 0.01, 0.0, 0.67, 1.0]]"}  # verbatim from the tutorial
 

@@ -13,6 +13,8 @@ from api.schemas import EXAMPLE_BEAN, EXAMPLE_ROW
 from db import migrate
 from tests.servers import MySQLDatabase, bentoml_serve, free_port, make_tutorial_era
 
+pytestmark = pytest.mark.system
+
 NO_MYSQL = {"MYSQL_HOST": "", "DATABASE_URL": ""}
 
 

@@ -168,7 +168,7 @@ REQUESTS: list[Callable[[], dict[str, Any]]] = [
     *[case.request for case in SHORTCUT_CASES]]
 
 
-@pytest.mark.mysql
+@pytest.mark.system
 @pytest.mark.parametrize("make_request", REQUESTS,
                          ids=[*(f"plain-{index}" for index in range(len(PLAIN))),
                               *(f"classify-{index}" for index in range(len(UNSTORED_CLASSIFY))),

@@ -22,6 +22,8 @@ from batch.scoring import LABEL, REASON, score_frame
 from data.schema import FEATURES
 from tests.support import require
 
+pytestmark = pytest.mark.system
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 

@@ -13,8 +13,12 @@ from datetime import datetime
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
+import pytest
+
 from db.spool import Spool
 from db.store import PredictionRecord
+
+pytestmark = pytest.mark.system
 
 RUNS = 20
 WRITERS = 3

@@ -232,6 +232,7 @@ def tokens_cli(*arguments: str, file: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.system
 def test_the_cli_adds_lists_and_revokes_tokens(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     added = tokens_cli("add", "dashboard", "--scopes", "operate,read", file=path)
@@ -276,7 +277,7 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> float:
     return time.monotonic() - start
 
 
-@pytest.mark.mysql
+@pytest.mark.system
 def test_a_served_service_honours_scopes_and_picks_up_new_and_revoked_tokens(
         trained_model_home: Path, mysql_db: MySQLDatabase, tmp_path: Path) -> None:
     path = tmp_path / "tokens"

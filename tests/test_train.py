@@ -71,6 +71,7 @@ def test_the_defaults_are_the_linear_svc_with_c_1_and_no_feedback() -> None:
     assert (args.kernel, args.C, args.feedback, args.require_better) == ("linear", 1.0, False, False)
 
 
+@pytest.mark.system
 def test_models_get_shows_the_metadata(trained_model: subprocess.CompletedProcess[str]) -> None:
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     shown = subprocess.run([bentoml_cli, "models", "get", "drybean_svc:latest"], capture_output=True, text=True,
@@ -78,6 +79,7 @@ def test_models_get_shows_the_metadata(trained_model: subprocess.CompletedProces
     assert "holdout_accuracy" in shown and "sha256" in shown and "ShapeFactor4" in shown
 
 
+@pytest.mark.system
 def test_gate_refuses_a_model_below_min_accuracy(shared_csv: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     before = {m.tag for m in bentoml.models.list("drybean_svc")}
@@ -86,18 +88,21 @@ def test_gate_refuses_a_model_below_min_accuracy(shared_csv: Path, tmp_path: Pat
     assert {m.tag for m in bentoml.models.list("drybean_svc")} == before
 
 
+@pytest.mark.system
 def test_a_bad_dataset_stops_training_with_its_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere.csv"
     assert train.main(["--data", str(missing), "--output", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing}: cannot be read (No such file or directory)"
 
 
+@pytest.mark.system
 def test_the_figures_process_draws_nothing_unless_asked(tmp_path: Path) -> None:
     with drawing_figures(tmp_path):
         pass
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.system
 def test_a_failed_drawing_fails_training(tmp_path: Path) -> None:
     classes = ["A", "B"]
     with pytest.raises(FiguresFailed, match="exit code 1"), drawing_figures(tmp_path / "missing") as figures:
@@ -105,6 +110,7 @@ def test_a_failed_drawing_fails_training(tmp_path: Path) -> None:
                      probabilities=np.array([[0.9, 0.1], [0.2, 0.8]]), y_true=np.array(classes))
 
 
+@pytest.mark.system
 def test_a_labs_features_at_a_known_scale_train_a_model_that_records_it(shared_csv: Path, tmp_path: Path) -> None:
     """`python -m photos extract` writes each bean's photo and the scale beside the dataset's columns: train.py takes
     the file and saves the scale in the model's metadata, where POST /v1/photos reads it."""

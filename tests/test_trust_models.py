@@ -11,16 +11,15 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
-from sklearn.model_selection import train_test_split
 
 from data.schema import CLASSES, EXAMPLE_ROW, FEATURES
 from model.calibration import TemperatureScaling
 from model.compiled_svc import exact_predictor
 from model.evaluation import out_of_fold
-from model.training import RANDOM_STATE, TEST_SIZE, build_pipeline
+from model.training import build_pipeline
+from tests.support import Split
 from trust.conformal import ConformalSets
 from trust.ood import MEASURED, OutOfDistribution
 
@@ -43,10 +42,8 @@ class Fitted:
 
 
 @pytest.fixture(scope="module")
-def fitted(shared_csv: Path) -> Fitted:
-    frame = pd.read_csv(shared_csv)
-    x, y = frame[list(FEATURES)].to_numpy(dtype=np.float64), frame["Class"].to_numpy()
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)
+def fitted(split: Split) -> Fitted:
+    x_train, x_test, y_train, y_test = split
     pipeline = build_pipeline()
     folds = out_of_fold(pipeline, x_train, y_train, fit_pipeline=True)
     y_index = np.searchsorted(CLASSES, y_train)

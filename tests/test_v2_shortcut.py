@@ -22,7 +22,7 @@ from protocol.shortcut import INFER_PATH
 from tests.bad_requests import CORPUS, JSON
 from tests.servers import MySQLDatabase, Server, bentoml_serve
 
-pytestmark = pytest.mark.mysql
+pytestmark = pytest.mark.system
 V2_INFER = "/v2/models/drybean_svc/infer"
 
 

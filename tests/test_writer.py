@@ -69,7 +69,7 @@ def mysql_engine(database: MySQLDatabase, scheme: str) -> Engine:
     return create_engine(database.url.set(drivername=scheme))
 
 
-@pytest.fixture(params=["sqlite", *MYSQL_SCHEMES])
+@pytest.fixture(params=["sqlite", *(pytest.param(scheme, marks=pytest.mark.database) for scheme in MYSQL_SCHEMES)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path}/w.sqlite3")
@@ -183,6 +183,7 @@ def test_replaying_records_is_idempotent(engine: Engine) -> None:
         assert session.scalar(select(func.count()).select_from(Prediction)) == 5
 
 
+@pytest.mark.database
 @pytest.mark.parametrize("scheme", MYSQL_SCHEMES)
 def test_a_connection_the_server_dropped_is_replaced_without_spooling(mysql_db: MySQLDatabase, tmp_path: Path,
                                                                       scheme: str) -> None:
@@ -218,7 +219,7 @@ def _statements_by_connection(engine: Engine) -> dict[int, list[str]]:
     return executed
 
 
-@pytest.mark.mysql
+@pytest.mark.database
 @pytest.mark.parametrize("scheme", MYSQL_SCHEMES)
 def test_a_large_round_is_inserted_in_halves_on_two_connections(mysql_db: MySQLDatabase, tmp_path: Path,
                                                                 scheme: str) -> None:
@@ -237,7 +238,7 @@ def test_a_large_round_is_inserted_in_halves_on_two_connections(mysql_db: MySQLD
     assert stored == {record.bean_index: result.ids[record.key] for record in records}
 
 
-@pytest.mark.mysql
+@pytest.mark.database
 @pytest.mark.parametrize("scheme", MYSQL_SCHEMES)
 def test_a_large_round_half_committed_is_completed_exactly_once(mysql_db: MySQLDatabase, tmp_path: Path,
                                                                 scheme: str) -> None:

@@ -15,6 +15,8 @@ import pytest
 from tests.benchmarks import grpc_load, load, v2_bodies
 from tests.support import require
 
+pytestmark = pytest.mark.system
+
 
 class Recorder:
     """What a test server received."""
