@@ -1,14 +1,13 @@
 """The loop from an input file to the output and rejects files: the next chunks read and the last one written on
-threads of their own while this one is scored (pandas' parser, numpy and Arrow release the GIL for most of it), with
-at most a few chunks in memory at once. The reader starts before the scorer is loaded, so that loading a model (its
-imports and checks: 2-3 s) overlaps parsing the first chunks."""
+threads of their own while this one is scored (Arrow's parser, numpy and the Parquet writer release the GIL for most
+of it), with at most a few chunks in memory at once. The reader starts before the scorer is loaded and reads further
+ahead until it is, so that loading a model (its imports and checks: 1-2 s) overlaps parsing the first chunks."""
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from batch.scoring import LABEL
 from data.schema import CLASSES
 
 Scorer = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
-READ_AHEAD = 4  # chunks parsed ahead of the one being scored: 400,000 rows at score.py's default chunk
+READ_AHEAD_ROWS = 200_000  # parsed ahead of the chunks being scored (2 at score.py's default): parsing keeps pace
+LOADING_READ_AHEAD_ROWS = 1_000_000  # while the scorer loads: nothing is scored yet, so its memory is free
 
 
 @dataclass
@@ -61,7 +61,9 @@ def score_file(source: Source, output: Path, load_scorer: Callable[[], Scorer], 
     sinks = _Sinks(output)
     chunks = _ReadAhead(source.chunks)
     try:
-        _score_chunks(chunks, load_scorer(), sinks, summary, lambda: progress.update(summary, source))
+        scorer = load_scorer()
+        chunks.limit(READ_AHEAD_ROWS)
+        _score_chunks(chunks, scorer, sinks, summary, lambda: progress.update(summary, source))
         sinks.close()
     except BaseException:
         sinks.discard()
@@ -123,41 +125,64 @@ class _Sinks:
 
 
 class _ReadAhead:
-    """The chunks, parsed on a thread from the start up to READ_AHEAD ahead; the reader's error is raised by the
-    iteration, in order. `close` stops the reader, whether or not the chunks were all taken."""
+    """The chunks, parsed on a thread from the start, the next one whenever fewer rows than a limit wait (at first
+    LOADING_READ_AHEAD_ROWS, then what `limit` sets); the reader's error is raised by the iteration, in order. `close`
+    stops the reader, whether or not the chunks were all taken."""
 
     def __init__(self, chunks: Iterator[pd.DataFrame]) -> None:
         self._chunks = chunks
-        self._ready: queue.Queue[pd.DataFrame | BaseException | None] = queue.Queue(READ_AHEAD)
-        self._stop = threading.Event()
+        self._ready: deque[pd.DataFrame | BaseException | None] = deque()
+        self._rows = 0  # in the queued chunks
+        self._limit = LOADING_READ_AHEAD_ROWS
+        self._stopped = False
+        self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, name="reader", daemon=True)
         self._reader.start()
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        while (item := self._ready.get()) is not None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._ready)
+                item = self._ready.popleft()
+                self._rows -= len(item) if isinstance(item, pd.DataFrame) else 0
+                self._changed.notify_all()
+            if item is None:
+                return
             if isinstance(item, BaseException):
                 raise item
             yield item
 
-    def close(self) -> None:
-        self._stop.set()
-        self._reader.join()
+    def limit(self, rows: int) -> None:
+        """Parse the next chunk only while fewer than `rows` rows wait, from now on."""
+        with self._changed:
+            self._limit = rows
 
-    def _offer(self, item: pd.DataFrame | BaseException | None) -> bool:
-        """Queue the item unless the consumer has gone; whether it was queued."""
-        while not self._stop.is_set():
-            try:
-                self._ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def close(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        self._reader.join()
 
     def _read(self) -> None:
         try:
-            for chunk in self._chunks:
-                if not self._offer(chunk):
+            while self._room():  # before parsing, not after: no parsed chunk waits outside the queue
+                chunk = next(self._chunks, None)
+                self._queue(chunk)
+                if chunk is None:
                     return
-            self._offer(None)
         except BaseException as exc:  # handed to the consumer, which raises it
-            self._offer(exc)
+            self._queue(exc)
+
+    def _room(self) -> bool:
+        """Wait until fewer rows than the limit are queued; False once the consumer has gone."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._stopped or self._rows < self._limit)
+            return not self._stopped
+
+    def _queue(self, item: pd.DataFrame | BaseException | None) -> None:
+        """Hand the item to the consumer, unless it has gone."""
+        with self._changed:
+            if not self._stopped:
+                self._ready.append(item)
+                self._rows += len(item) if isinstance(item, pd.DataFrame) else 0
+                self._changed.notify_all()

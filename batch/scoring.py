@@ -66,8 +66,8 @@ def split_valid(frame: pd.DataFrame) -> tuple[pd.DataFrame, npt.NDArray[np.float
     a column (check_header's message)."""
     check_header(frame.columns)
     values, problems = _parsed_features(frame)
-    bad = np.asarray(problems.any(axis=1), dtype=np.bool_)
-    rejects = frame[bad].assign(**{REASON: _reasons(frame, bad, problems)})
+    bad = np.zeros(len(frame), dtype=np.bool_) if problems is None else np.asarray(problems.any(axis=1))
+    rejects = frame[bad].assign(**{REASON: [] if problems is None else _reasons(frame, bad, problems)})
     if rejects.empty and all(frame[name].dtype == np.float64 for name in FEATURES):
         return frame, values, rejects  # the common case, without copying the chunk
     valid = frame[~bad].copy()
@@ -100,17 +100,19 @@ def with_predictions(valid: pd.DataFrame, predictions: Predictions) -> pd.DataFr
     added[CONSISTENT] = predictions.consistent
     if predictions.in_distribution is not None:
         added[IN_DISTRIBUTION] = predictions.in_distribution
-    return pd.concat([valid, pd.DataFrame(added, index=valid.index, copy=False)], axis=1, copy=False)
+    scored = valid.copy(deep=False)  # the input's columns shared: concat copied them all into one block (10x slower)
+    for name, column in added.items():
+        scored.insert(len(scored.columns), name, column, allow_duplicates=True)
+    return scored
 
 
 def label_categories(labels: npt.NDArray[Any]) -> pd.Categorical:
-    """Labels (the model's text) as a categorical of the varieties: one comparison per variety, no hashing."""
-    codes = np.full(len(labels), -1, dtype=np.int8)
-    for code, variety in enumerate(CLASSES):
-        codes[labels == variety] = code
-    if (codes < 0).any():
+    """Labels (the model's text) as a categorical of the varieties: one hash lookup per label, 3x faster than
+    comparing the labels with each variety."""
+    categorical = pd.Categorical(labels, categories=list(CLASSES))
+    if (categorical.codes < 0).any():
         raise ValueError(f"labels other than the varieties {', '.join(CLASSES)}")
-    return pd.Categorical.from_codes(codes, categories=list(CLASSES))
+    return categorical
 
 
 def set_categories(sets: npt.NDArray[Any]) -> pd.Categorical:
@@ -136,22 +138,21 @@ def _empty_predictions(valid: pd.DataFrame, *, sets: bool, in_distribution: bool
         empty_bools, empty_bools, empty_bools if in_distribution else None))
 
 
-def _parsed_features(frame: pd.DataFrame) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]:
-    """The features as a float matrix (NaN where unusable) and each value's problem code (0: fine); numeric columns
-    (all of them, in a clean file) checked as one block."""
-    numeric = [name for name in FEATURES if pd.api.types.is_numeric_dtype(frame[name])
-               and not pd.api.types.is_bool_dtype(frame[name])]
+def _parsed_features(frame: pd.DataFrame) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8] | None]:
+    """The features as a float matrix (NaN where unusable) and each value's problem code (0: fine), None when every
+    value is fine, as in a clean file."""
     values = np.empty((len(frame), len(FEATURES)), dtype=np.float64)
     not_a_number = np.zeros(values.shape, dtype=np.bool_)
-    if len(numeric) == len(FEATURES):
-        values[:] = frame[list(FEATURES)].to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        for j, name in enumerate(FEATURES):
-            values[:, j], not_a_number[:, j] = _parsed_column(frame[name], numeric=name in numeric)
-    missing = np.isnan(values) & ~not_a_number
+    for j, name in enumerate(FEATURES):  # column by column: 3x faster than taking the features' block and transposing
+        column = frame[name]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        values[:, j], not_a_number[:, j] = _parsed_column(column, numeric=numeric)
     with np.errstate(invalid="ignore"):
+        if (np.abs(values) <= MAX_MAGNITUDE).all():  # no NaN, infinity or outlier: one pass, not the select's ten
+            return values, None
         finite = np.isfinite(values)
         out_of_range = finite & (np.abs(values) > MAX_MAGNITUDE)
+    missing = np.isnan(values) & ~not_a_number
     problems = np.select([missing, not_a_number, ~finite, out_of_range],
                          [_MISSING, _NOT_A_NUMBER, _NOT_FINITE, _OUT_OF_RANGE], _FINE).astype(np.int8)
     return values, problems

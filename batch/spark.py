@@ -44,7 +44,9 @@ from batch.scoring import (
     split_valid,
 )
 from data.schema import CLASSES, FEATURES
-from model.classifier import Classifier, ModelMismatch
+from model import store
+from model.classifier import Classifier
+from model.store import ModelUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_MASTER = "local[2]"
@@ -59,10 +61,6 @@ _ROW = "__drybeans_row"  # the rejects' row in the input file, counted from 0 (d
 
 _classifiers: dict[ModelSource, Classifier] = {}
 _loads: Counter[ModelSource] = Counter()
-
-
-class ModelUnavailable(ValueError):
-    """The model is not in the model store, or cannot be loaded; the message says which and what to do."""
 
 
 class ModelSource(BaseModel):
@@ -253,25 +251,12 @@ def _ship(spark: SparkSession, source: ModelSource) -> None:
 
 def _load(source: ModelSource) -> Classifier:
     """Load and check the model, as the service checks its own."""
-    if source.exported is not None:
-        with tempfile.TemporaryDirectory(prefix="drybeans-model-") as directory:  # the pickle is read whole, then gone
-            local = SparkFiles.get(posixpath.basename(source.exported))
-            try:
-                model = bentoml.models.import_model(local, _model_store=ModelStore(directory))
-                return Classifier.from_metadata(bentoml.sklearn.load_model(model), str(model.tag),
-                                                model.info.metadata)
-            except (BentoMLException, ModelMismatch, OSError, ValueError) as exc:
-                raise ModelUnavailable(errors.UNUSABLE_CANDIDATE.format(tag=source.exported, reason=exc)) from None
-    store = ModelStore(Path(source.home) / "models") if source.home else None
-    try:
-        model = bentoml.models.get(source.tag, _model_store=store) if store else bentoml.models.get(source.tag)
-    except (BentoMLException, ValueError):  # not found, or not a tag at all
-        known = bentoml.models.list(_model_store=store) if store else bentoml.models.list()
-        home = source.home or os.environ.get("BENTOML_HOME", str(Path.home() / "bentoml"))
-        raise ModelUnavailable(errors.UNKNOWN_CANDIDATE.format(
-            tag=errors.shown(source.tag), home=home,
-            known=", ".join(sorted(str(m.tag) for m in known)) or "nothing")) from None
-    try:
-        return Classifier.from_metadata(bentoml.sklearn.load_model(model), str(model.tag), model.info.metadata)
-    except (BentoMLException, ModelMismatch) as exc:
-        raise ModelUnavailable(errors.UNUSABLE_CANDIDATE.format(tag=model.tag, reason=exc)) from None
+    if source.exported is None:
+        return store.load_tag(source.tag, source.home)
+    with tempfile.TemporaryDirectory(prefix="drybeans-model-") as directory:  # the pickle is read whole, then gone
+        local = SparkFiles.get(posixpath.basename(source.exported))
+        try:
+            model = bentoml.models.import_model(local, _model_store=ModelStore(directory))
+        except (BentoMLException, OSError, ValueError) as exc:
+            raise ModelUnavailable(errors.UNUSABLE_CANDIDATE.format(tag=source.exported, reason=exc)) from None
+        return store.load_model(model, shown_as=source.exported)

@@ -23,13 +23,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import bentoml
 import numpy as np
 import numpy.typing as npt
-from bentoml.exceptions import BentoMLException
 from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
@@ -39,7 +36,8 @@ from config import get_settings
 from data.schema import CLASSES
 from db.engine import create_db_engine
 from db.models import FEATURE_COLUMNS, Feedback, Prediction
-from model.classifier import Classifier, ModelMismatch
+from model.classifier import Classifier
+from model.store import ModelUnavailable, load_tag
 from rollout.compare import Comparison, Tally, compare, tally
 
 EXIT_CANDIDATE, EXIT_DATABASE, EXIT_NO_PREDICTIONS = 3, 4, 5
@@ -85,21 +83,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                         "(default 10000)")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     return parser.parse_args(argv)
-
-
-def load_candidate(tag: str) -> Classifier:
-    """The candidate from the model store, checked as the service checks its model."""
-    try:
-        model = bentoml.models.get(tag)
-    except (BentoMLException, ValueError):  # not found, or not a tag at all
-        known = ", ".join(sorted(str(m.tag) for m in bentoml.models.list())) or "nothing"
-        home = os.environ.get("BENTOML_HOME", str(Path.home() / "bentoml"))
-        raise BacktestError(errors.UNKNOWN_CANDIDATE.format(tag=errors.shown(tag), home=home, known=known),
-                            EXIT_CANDIDATE) from None
-    try:
-        return Classifier.from_metadata(bentoml.sklearn.load_model(model), str(model.tag), model.info.metadata)
-    except (BentoMLException, ModelMismatch) as error:
-        raise BacktestError(errors.UNUSABLE_CANDIDATE.format(tag=model.tag, reason=error), EXIT_CANDIDATE) from None
 
 
 def find_window(connection: Connection, champion: str | None, since: datetime | None, limit: int | None) -> Window:
@@ -168,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     terminal = sys.stderr.isatty()
     try:
-        classifier = load_candidate(args.candidate)
+        try:
+            classifier = load_tag(args.candidate)
+        except ModelUnavailable as error:
+            raise BacktestError(str(error), EXIT_CANDIDATE) from None
         engine = create_db_engine(settings, bounded=False)  # a chunk of a large, filtered table may take a while
         try:
             with engine.connect() as connection:
