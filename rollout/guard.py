@@ -17,7 +17,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import binomtest
 
 from api import errors
 from rollout.compare import Comparison
@@ -99,6 +98,8 @@ def error_reason(canary: ModelStats, champion: ModelStats) -> str | None:
     """Rule (a): the canary fails significantly more often than the champion."""
     if canary.errors < MIN_ERRORS:
         return None
+    from scipy.stats import binomtest  # scipy.stats: 0.2 s of every worker's start, paid once a canary fails
+
     expected = max(champion.error_rate, ERROR_RATE_FLOOR)
     p_value = float(binomtest(canary.errors, canary.requests, expected, alternative="greater").pvalue)
     if p_value >= ERROR_SIGNIFICANCE:
