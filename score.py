@@ -26,8 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +36,7 @@ from api import errors
 from batch.files import FileProblem, Source, check_output, open_source
 from batch.run import Progress, Scorer, Summary, score_file
 from batch.scoring import check_header, score_frame
+from serving.lifecycle import collector_paused
 from trust.assessment import DEFAULT_COVERAGE
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_MODEL, EXIT_STORE, EXIT_SERVICE = 1, 2, 3, 4, 5
@@ -74,13 +74,14 @@ def _score_locally(args: argparse.Namespace, source: Source) -> int:
         store = PredictionStore(get_settings())
 
     def load_scorer() -> Scorer:
-        with _collector_paused():
+        with collector_paused():
             from model.store import ModelUnavailable, load_tag  # BentoML and scikit-learn, while reading
 
             try:
                 classifier = load_tag(args.model)
             except ModelUnavailable as exc:
                 raise _NoModel(str(exc)) from None
+        gc.freeze()  # what the load made stays: no collection walks it again
 
         def scorer(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             scored, rejects = score_frame(classifier, frame, coverage=args.coverage)
@@ -136,19 +137,6 @@ def _score_on_spark(args: argparse.Namespace) -> int:
     except (FileProblem, ValueError) as exc:  # a path Spark cannot read or write, or a wrong header
         return _fail(f"{args.input}: {exc}" if not isinstance(exc, FileProblem) else str(exc), EXIT_USAGE)
     return _report(summary, f"; on Spark: {output} and {rejects_uri(output)} are directories of part files")
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No garbage collection while the model loads, and what it made frozen after: its imports make about 100,000
-    objects that stay (modules, classes, functions), and looking for cycles among them again and again took a tenth
-    of the load."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def _run(source: Source, output: Path, load_scorer: Callable[[], Scorer]) -> Summary:

@@ -1,5 +1,12 @@
 """The `drybeans` BentoML service: classify beans, record every prediction, read the records back."""
 
+import gc
+
+# No garbage collection while the imports below load what stays for the process's life (serving/lifecycle.py): on
+# again at the end of this module, except in a worker, which keeps it off while BentoML builds its app and until
+# DryBeans.__init__ settles it (0.2-0.3 s of a cold start, measured).
+gc.disable()
+
 import asyncio
 import json
 from datetime import UTC
@@ -97,24 +104,25 @@ class DryBeans:
     bento_service: Any  # set by BentoML on the instance: the Service object (its OpenAPI document: /docs.json)
 
     def __init__(self) -> None:
-        lifecycle.exit_with_parent()
-        settings = get_settings()
-        # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
-        threadpool_limits(1)
-        self.max_beans = settings.max_beans_per_request
-        self.reject_inconsistent = settings.reject_inconsistent
-        self.engine = create_db_engine(settings)
-        startup.migrate_if_behind(self.engine, settings)  # serve anyway when the database is down: spooled
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.database = DatabaseProbe(create_db_engine(settings, pooled=False), timeout=2)
-        self.writer = startup.open_writer(self.engine, settings)
-        self.recorder = PredictionRecorder(self.writer)
-        self.models, self.roles = self.load_models(settings)
-        self.drain_seconds = settings.shutdown_drain_seconds
-        self.grpc_server: grpc.aio.Server | None = None  # started by serve_grpc, on the worker's event loop
-        if settings.metrics_port is not None:
-            metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
-                                  lambda app: SecurityHeaders(BearerToken(app, **access_control())))
+        with lifecycle.collector_paused():  # what start-up makes stays: collected once, below, and frozen
+            lifecycle.exit_with_parent()
+            settings = get_settings()
+            # One BLAS thread per worker: the workers already use every core, and small products gain nothing.
+            threadpool_limits(1)
+            self.max_beans = settings.max_beans_per_request
+            self.reject_inconsistent = settings.reject_inconsistent
+            self.engine = create_db_engine(settings)
+            startup.migrate_if_behind(self.engine, settings)  # serve anyway when the database is down: spooled
+            self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+            self.database = DatabaseProbe(create_db_engine(settings, pooled=False), timeout=2)
+            self.writer = startup.open_writer(self.engine, settings)
+            self.recorder = PredictionRecorder(self.writer)
+            self.models, self.roles = self.load_models(settings)
+            self.drain_seconds = settings.shutdown_drain_seconds
+            self.grpc_server: grpc.aio.Server | None = None  # started by serve_grpc, on the worker's event loop
+            if settings.metrics_port is not None:
+                metrics.serve_on_port(settings.metrics_port, self.metrics_exposition,
+                                      lambda app: SecurityHeaders(BearerToken(app, **access_control())))
         lifecycle.settle_garbage_collector()
         if settings.reuse_port:  # last: BentoML calls __init__ in the app's lifespan, before uvicorn accepts
             listener.listen_on_own_socket()
@@ -316,6 +324,8 @@ def install_middleware(service: Any) -> None:
 
 rest_errors.quiet_client_errors()
 install_middleware(DryBeans)
+if bentoml.server_context.worker_index is None:  # not a worker (`bentoml serve`'s own process, a test, a build)
+    gc.enable()
 
 if TYPE_CHECKING:  # the type checker holds DryBeans to what the routes use of it (serving/running.py)
     def _offers_what_the_routes_use(service: DryBeans) -> RunningService:
