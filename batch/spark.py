@@ -44,9 +44,8 @@ from batch.scoring import (
     split_valid,
 )
 from data.schema import CLASSES, FEATURES
-from model import store
 from model.classifier import Classifier
-from model.store import ModelUnavailable
+from model.store import ModelUnavailable, load_model, load_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_MASTER = "local[2]"
@@ -252,11 +251,11 @@ def _ship(spark: SparkSession, source: ModelSource) -> None:
 def _load(source: ModelSource) -> Classifier:
     """Load and check the model, as the service checks its own."""
     if source.exported is None:
-        return store.load_tag(source.tag, source.home)
+        return load_tag(source.tag, source.home)
     with tempfile.TemporaryDirectory(prefix="drybeans-model-") as directory:  # the pickle is read whole, then gone
         local = SparkFiles.get(posixpath.basename(source.exported))
         try:
             model = bentoml.models.import_model(local, _model_store=ModelStore(directory))
         except (BentoMLException, OSError, ValueError) as exc:
             raise ModelUnavailable(errors.UNUSABLE_CANDIDATE.format(tag=source.exported, reason=exc)) from None
-        return store.load_model(model, shown_as=source.exported)
+        return load_model(model, shown_as=source.exported)
