@@ -46,19 +46,19 @@ def test_collector_paused_restores_what_it_found() -> None:
         gc.enable()
 
 
-@pytest.mark.parametrize("process", ["worker", "not a worker"])
-def test_the_collector_is_on_and_settled_once_the_service_has_started(process: str, trained_model_home: Path,
+@pytest.mark.parametrize("worker", [True, False], ids=["worker", "not a worker"])
+def test_the_collector_is_on_and_settled_once_the_service_has_started(worker: bool, trained_model_home: Path,
                                                                       tmp_path: Path) -> None:
     env = {**os.environ, "DRYBEANS_STATE_DIR": str(tmp_path), "DRYBEANS_REUSE_PORT": "false",
            "BENTOML_DO_NOT_TRACK": "true"}
     env.pop("DRYBEANS_SQLITE_PATH", None)
     env.pop("DRYBEANS_SPOOL_DIR", None)
-    started = subprocess.run([sys.executable, "-c", START, process.split()[0]], cwd=ROOT, env=env,
+    started = subprocess.run([sys.executable, "-c", START, "worker" if worker else "other"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stderr[-2000:]
     state = json.loads(started.stdout.strip().splitlines()[-1])
     # A worker keeps it off until __init__; anything else gets it back as soon as service.py is imported.
-    assert state["after_import"] is (process != "worker")
+    assert state["after_import"] is not worker
     assert state["after_init"] is True
     assert state["threshold"] == 20_000
     assert state["frozen"] > 100_000  # the modules, classes and model start-up made, never walked again
